@@ -1,0 +1,55 @@
+# sparseopt-edu: every target sets itself up on a fresh machine (venv + pip, see ../shared/design/ENV.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 8888
+
+.PHONY: setup lab demo dashboard test test-fast bench browser-deps clean help
+
+help:
+	@echo "make lab        set up, then open the course in JupyterLab"
+	@echo "make demo       set up, then run the headless demo (CPU, about 2 minutes)"
+	@echo "make dashboard  set up, then serve the two playground notebooks with Voila"
+	@echo "make test       set up, then run every test (unit, notebooks, browser)"
+	@echo "make bench      run the benchmarks (GPU numbers need a GPU)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/python -m sparseopt_edu.jupyter_setup --prefix $(VENV)
+	touch $(STAMP)
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT)
+
+demo: setup
+	$(BIN)/sparseopt-edu demo
+
+dashboard: setup
+	$(BIN)/voila notebooks/02_batchnorm_meets_sparsity.ipynb notebooks/04_sparseopt.ipynb --port=$(PORT) --no-browser || \
+	$(BIN)/voila notebooks --port=$(PORT) --no-browser
+
+# Browser tests need Debian's chromium; installed here when missing and possible, else skipped with a reason.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "browser-deps: could not install chromium; browser tests will be skipped"; \
+	  else echo "browser-deps: chromium missing and not root; browser tests will be skipped"; fi; }
+
+test: setup browser-deps
+	SPARSEOPT_EDU_FAST=1 $(BIN)/python -m pytest -q tests notebooks --nbval-lax --nbval-current-env \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+# Unit tests only (no notebooks, no browser): the quick loop while developing.
+test-fast: setup
+	$(BIN)/python -m pytest -q tests -m "not browser" -p no:cacheprovider
+
+bench: setup
+	$(BIN)/python benchmarks/step_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
