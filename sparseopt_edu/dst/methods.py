@@ -1,0 +1,148 @@
+"""The DST methods: each is its scorer or grow rule on top of the generic core (``core.py``)."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from .core import TINY, DynamicSparsity
+
+
+class Static(DynamicSparsity):
+    """No topology updates: the fixed random mask of ``sparsify`` (the static sparse baseline)."""
+
+    def __init__(self, masks, optimizer=None, **kwargs):
+        kwargs["t_end"] = 0
+        kwargs.pop("total_steps", None)
+        super().__init__(masks, optimizer, **kwargs)
+
+
+class SET(DynamicSparsity):
+    """Sparse Evolutionary Training (Mocanu et al. 2018): drop by magnitude, grow uniformly at random.
+
+    New weights start at 0, as in RigL's SET baseline (Mocanu's original drew them at random).
+    """
+
+    def grow_scores(self, name, module, gen):
+        w = module.weight
+        return torch.rand(w.shape, generator=gen, device=w.device, dtype=w.dtype)
+
+
+class RigL(DynamicSparsity):
+    """Rigged Lottery (Evci et al. 2020): drop by magnitude, grow where the dense gradient is largest.
+
+    ``grow_from="raw"`` (default) scores growth with the raw, uncorrected dense gradient, as the paper
+    recommends; ``"corrected"`` multiplies it by SparseOpt's per-neuron scale first (the paper's ablation, which
+    lowers ITOP). The dense gradient exists only before masking, so it is snapshotted by a step pre-hook on
+    update steps only.
+    """
+
+    needs_gradient = True
+
+    def __init__(self, masks, optimizer=None, *, grow_from: str = "raw", **kwargs):
+        if grow_from not in ("raw", "corrected"):
+            raise ValueError(f"grow_from must be 'raw' or 'corrected', got {grow_from!r}")
+        self.grow_from = grow_from
+        super().__init__(masks, optimizer, **kwargs)
+
+    def gradient_score(self, name, module, gen):
+        g = self._grads[name].abs()
+        if self.grow_from == "corrected":
+            g = g * self.masks.neuron_scale(name).view(-1, *([1] * (g.dim() - 1)))
+        return g + torch.rand(g.shape, generator=gen, device=g.device, dtype=g.dtype) * TINY
+
+    def grow_scores(self, name, module, gen):
+        return self.gradient_score(name, module, gen)
+
+
+class SRigL(RigL):
+    """Structured RigL (Lasby et al., ICLR 2024): constant fan-in per active neuron, with neuron ablation.
+
+    Budget rule: a layer with B live weights and n active neurons gives every active neuron B // n weights and
+    the first B % n active neurons (in index order) one more. At each update the layer-wide drop and gradient
+    ranking of RigL decide what is *salient* (kept by magnitude or chosen for growth); an active neuron with
+    fewer than ``gamma_sal`` of its fan-in salient is ablated (permanently, here) and its budget redistributed,
+    unless that would leave no neuron or more budget than the remaining neurons can hold. Each active neuron
+    then keeps its surviving weights first and regrows by largest |gradient| up to its fan-in.
+    With constant fan-in every active neuron has d_i = d_mean, so SparseOpt is exactly the inner optimizer.
+    """
+
+    def __init__(self, masks, optimizer=None, *, gamma_sal: float = 0.3, **kwargs):
+        if not 0.0 <= gamma_sal <= 1.0:
+            raise ValueError(f"gamma_sal must be in [0, 1], got {gamma_sal}")
+        self.gamma_sal = gamma_sal
+        super().__init__(masks, optimizer, **kwargs)
+        self.active = {}
+        converted = []
+        for name, module in masks.modules.items():
+            mask = module.weight_mask
+            live = mask.flatten(1).sum(1)
+            target = self.fan_in_targets(masks.live_count(name), live > 0)
+            if not torch.equal(live, target):  # make it constant fan-in, keeping existing weights where possible
+                converted.append(name)
+                order = (mask.flatten(1).float() + torch.rand(live.shape[0], mask[0].numel(), device=mask.device)
+                         * 0.5).argsort(dim=1, descending=True)
+                new = _rows_from_order(order, target).view_as(mask)
+                masks.apply_masks({name: new}, counts={name: masks.live_count(name)})
+            self.active[name] = target > 0
+        if converted:
+            warnings.warn(
+                f"SRigL made {len(converted)} layer(s) constant fan-in; connections it had to add start at 0. "
+                "Use sparsify(..., fan_in='constant') to start from a constant fan-in mask.",
+                stacklevel=2,
+            )
+        self._union = {n: m.clone() for n, m in masks.items()}
+
+    @staticmethod
+    def fan_in_targets(budget: int, active: torch.Tensor) -> torch.Tensor:
+        """B // n per active neuron, +1 for the first B % n active ones; 0 for ablated ones."""
+        n = active.sum().clamp_min(1)
+        rank = active.long().cumsum(0) - 1
+        return torch.where(active, budget // n + (rank < budget % n).long(), torch.zeros_like(rank))
+
+    def new_mask(self, name, module, k, gen):
+        mask = module.weight_mask
+        w = module.weight
+        n_out, fan = mask.shape[0], mask[0].numel()
+        budget = self.masks.live_count(name)
+        active = self.active[name]
+        # RigL's layer-wide decisions: survivors by magnitude, growth candidates by gradient.
+        keep_idx = torch.topk(self.drop_scores(name, module, gen).flatten(), budget - k).indices
+        survivors = torch.zeros(mask.numel(), dtype=torch.bool, device=mask.device)
+        survivors[keep_idx] = True
+        grad = self.gradient_score(name, module, gen).flatten()
+        grow_pick = torch.zeros_like(survivors)
+        grow_pick[torch.topk(torch.where(survivors, torch.full_like(grad, float("-inf")), grad), k).indices] = True
+        survivors, grow_pick, grad = survivors.view(n_out, fan), grow_pick.view(n_out, fan), grad.view(n_out, fan)
+        # Ablation: too few salient connections for the neuron's current fan-in.
+        salient = (survivors | grow_pick).sum(1)
+        current = mask.flatten(1).sum(1)
+        candidate = active & ~(salient < self.gamma_sal * current)
+        n_left = candidate.sum()
+        feasible = (n_left > 0) & (n_left * fan >= budget)
+        active = torch.where(feasible, candidate, active)
+        self.active[name] = active
+        target = self.fan_in_targets(budget, active)
+        # Per neuron: survivors first (by |w|), then growth by |gradient| (both scaled into disjoint ranges).
+        wa = w.detach().abs().flatten(1)
+        score = torch.where(
+            survivors, 2.0 + wa / wa.max().clamp_min(1e-30), grad / grad.max().clamp_min(1e-30)
+        )
+        order = score.argsort(dim=1, descending=True)
+        return _rows_from_order(order, target).view_as(mask)
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["active"] = {n: a.clone() for n, a in self.active.items()}
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.active = {n: a.to(self.active[n].device).clone() for n, a in state["active"].items()}
+
+
+def _rows_from_order(order: torch.Tensor, per_row: torch.Tensor) -> torch.Tensor:
+    """A (n_out, fan) mask taking the first per_row[i] entries of row i in ``order``."""
+    n_out, fan = order.shape
+    take = torch.arange(fan, device=order.device).expand(n_out, fan) < per_row[:, None]
+    return torch.zeros(n_out, fan, dtype=torch.bool, device=order.device).scatter_(1, order, take)

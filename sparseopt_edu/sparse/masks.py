@@ -1,0 +1,413 @@
+"""Sparse masks on a model's Linear/Conv2d weights, and the cached tensors the training step multiplies by.
+
+How a mask is enforced is a measured performance decision (ENV.md): no ``weight * mask`` in the forward. The
+inactive weights are kept exactly zero, and each masked ``.grad`` is multiplied in place, before the optimizer
+step, by one cached tensor: the mask (baseline) or the mask times the per-neuron SparseOpt scale. With zeroed
+optimizer state an *elementwise* optimizer then never moves an inactive weight, and the unmasked backward still
+holds the dense gradient that RigL needs for growth.
+
+A *neuron* is an output row of a Linear weight or an output channel of a Conv2d weight (PAPER.md section 2).
+"""
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import nn
+
+from .distributions import DISTRIBUTIONS, check_sparsity, layer_counts
+
+MASKABLE = (nn.Linear, nn.Conv2d)
+
+# Optimizers whose update of an entry depends only on that entry's gradient and state: with the gradient and
+# state of an inactive weight at zero, its value (zero) never changes. LBFGS, Muon, Shampoo-like optimizers mix
+# entries and would leak into pruned weights.
+ELEMENTWISE_OPTIMIZERS = tuple(
+    getattr(torch.optim, n)
+    for n in ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "ASGD", "Rprop")
+    if hasattr(torch.optim, n)
+)
+
+STATE_POLICIES = ("zero", "warm")
+
+
+def check_elementwise(optimizer, assume_elementwise: bool = False) -> None:
+    """Refuse optimizers that would move inactive weights (see module docstring)."""
+    inner = getattr(optimizer, "optimizer", optimizer)  # unwrap SparseOpt
+    if not isinstance(inner, torch.optim.Optimizer):
+        raise TypeError(f"expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if assume_elementwise or isinstance(inner, ELEMENTWISE_OPTIMIZERS):
+        return
+    raise TypeError(
+        f"{type(inner).__name__} is not an elementwise optimizer: it mixes entries of a tensor, so it would move "
+        "pruned (inactive) weights away from zero. Use SGD, Adam, AdamW, RMSprop or another elementwise "
+        "optimizer; if yours is elementwise, pass assume_elementwise=True."
+    )
+
+
+class SparseMasks:
+    """Per-layer boolean masks (the ``weight_mask`` buffer of each masked module) and their caches.
+
+    Caches, refreshed in place whenever a mask changes (static addresses, so a captured CUDA graph stays valid):
+    ``weight_grad_mask`` (the mask as the weight's dtype) and ``weight_grad_scale`` (mask x sqrt(d_i / d_mean),
+    d_i the neuron's density and d_mean its mean over the layer's active neurons; 0 for a neuron with no live
+    weight). Both are non-persistent buffers, so they follow ``model.to(...)``.
+    """
+
+    def __init__(self, model: nn.Module, modules: dict[str, nn.Module], *, state_policy: str = "zero"):
+        if state_policy not in STATE_POLICIES:
+            raise ValueError(f"state_policy must be one of {STATE_POLICIES}, got {state_policy!r}")
+        self.model = model
+        self.modules = dict(modules)
+        self.state_policy = state_policy
+        self.version = 0  # bumped on every mask change; caches elsewhere key on it
+        self._counts: dict[str, int] = {}
+        self._optimizers: list[weakref.ref] = []
+        self._hooks: list = []
+        for name, module in self.modules.items():
+            self._install(name, module)
+            self._refresh(name)
+
+    # ----- construction -------------------------------------------------------------------------------------
+    def _install(self, name: str, module: nn.Module) -> None:
+        w = module.weight
+        if "weight_mask" not in module._buffers:
+            module.register_buffer("weight_mask", torch.ones_like(w, dtype=torch.bool))
+        module.register_buffer("weight_grad_mask", torch.zeros_like(w), persistent=False)
+        module.register_buffer("weight_grad_scale", torch.zeros_like(w), persistent=False)
+
+        def fill_missing_mask(state_dict, prefix, *args, _module=module):
+            # A dense state_dict has no mask: keep ours (so strict loading works), the post-hook re-applies it.
+            state_dict.setdefault(prefix + "weight_mask", _module.weight_mask.clone())
+
+        self._hooks.append(module._register_load_state_dict_pre_hook(fill_missing_mask))
+        self._hooks.append(module.register_load_state_dict_post_hook(lambda mod, keys, _n=name: self._after_load(_n)))
+
+    def _after_load(self, name: str) -> None:
+        module = self.modules[name]
+        with torch.no_grad():
+            module.weight.mul_(module.weight_mask)
+            self._zero_state(module.weight, module.weight_mask)
+        self._refresh(name)
+        self.version += 1
+
+    # ----- read access --------------------------------------------------------------------------------------
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.modules[name].weight_mask
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.modules)
+
+    def __len__(self) -> int:
+        return len(self.modules)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.modules
+
+    def items(self):
+        return ((n, m.weight_mask) for n, m in self.modules.items())
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.modules)
+
+    @property
+    def weights(self) -> list[nn.Parameter]:
+        return [m.weight for m in self.modules.values()]
+
+    def live_count(self, name: str | None = None) -> int:
+        """Live (unmasked) weights, known on the host without a sync."""
+        return self._counts[name] if name is not None else sum(self._counts.values())
+
+    def numel(self, name: str | None = None) -> int:
+        if name is not None:
+            return self.modules[name].weight.numel()
+        return sum(m.weight.numel() for m in self.modules.values())
+
+    def sparsity(self, per_layer: bool = False):
+        """Fraction of zeros over the masked layers (global), or a dict per layer."""
+        if per_layer:
+            return {n: 1.0 - self._counts[n] / self.numel(n) for n in self.modules}
+        return 1.0 - self.live_count() / self.numel()
+
+    def fan_in(self, name: str) -> int:
+        return self.modules[name].weight[0].numel()
+
+    def neuron_live(self, name: str) -> torch.Tensor:
+        """Live incoming weights per output neuron (int64, on the weight's device)."""
+        return self[name].flatten(1).sum(1)
+
+    def neuron_density(self, name: str | None = None):
+        """Per-neuron density d_i = live_i / fan_in (float), one tensor per layer or for one layer."""
+        if name is None:
+            return {n: self.neuron_density(n) for n in self.modules}
+        return self.neuron_live(name).float() / self.fan_in(name)
+
+    def neuron_scale(self, name: str) -> torch.Tensor:
+        """SparseOpt's per-neuron factor sqrt(d_i / d_mean); 0 for an empty neuron (PAPER.md section 2)."""
+        live = self.neuron_live(name)
+        return _density_ratio(live).sqrt().to(self.modules[name].weight.dtype)
+
+    def active_neurons(self, name: str) -> torch.Tensor:
+        return (self.neuron_live(name) > 0).sum()
+
+    # ----- mask changes -------------------------------------------------------------------------------------
+    def register_optimizer(self, optimizer) -> None:
+        """Remember an optimizer whose per-element state must be zeroed when masks change."""
+        inner = getattr(optimizer, "optimizer", optimizer)
+        if not any(ref() is inner for ref in self._optimizers):
+            self._optimizers.append(weakref.ref(inner))
+
+    def optimizers(self) -> list:
+        alive = [ref() for ref in self._optimizers]
+        return [o for o in alive if o is not None]
+
+    def set_mask(self, name: str, mask: torch.Tensor) -> None:
+        """Replace one layer's mask: weights and optimizer state outside it become zero, caches refresh.
+
+        Entries that become live start at zero (as in RigL growth); entries live before and after keep their
+        value and optimizer state.
+        """
+        if name not in self.modules:
+            raise KeyError(f"no masked layer named {name!r}; masked layers: {', '.join(self.modules)}")
+        old = self[name]
+        mask = torch.as_tensor(mask)
+        if tuple(mask.shape) != tuple(old.shape):
+            raise ValueError(
+                f"mask for {name!r} has shape {tuple(mask.shape)}, but the weight has shape {tuple(old.shape)}"
+            )
+        mask = mask.to(device=old.device, dtype=torch.bool)
+        if not bool(mask.any()):
+            raise ValueError(f"mask for {name!r} keeps no weight: every masked layer keeps at least one")
+        self.apply_masks({name: mask})
+
+    def apply_masks(self, new_masks: dict[str, torch.Tensor], counts: dict[str, int] | None = None) -> None:
+        """Install new masks (bool, right shape and device): the one place where topology changes.
+
+        Entries live in both old and new mask keep weight and state; all others are zeroed (dropped ones,
+        and grown ones, which start at 0). ``counts`` (live count per layer, when the caller knows them) saves
+        a host sync.
+        """
+        with torch.no_grad():
+            for name, new in new_masks.items():
+                module = self.modules[name]
+                old = module.weight_mask
+                keep = old & new
+                grown = new & ~old
+                module.weight.mul_(keep)
+                self._zero_state(module.weight, keep, grown)
+                old.copy_(new)
+                self._refresh(name, None if counts is None else counts[name])
+        self.version += 1
+
+    def _zero_state(self, weight: torch.Tensor, keep: torch.Tensor, grown: torch.Tensor | None = None) -> None:
+        """Zero every per-element optimizer state shaped like the weight outside ``keep``.
+
+        Generic on purpose: momentum_buffer (SGD), exp_avg / exp_avg_sq / max_exp_avg_sq (Adam, AdamW), square_avg
+        (RMSprop)... Per-tensor scalars such as Adam's ``step`` are left alone, so a grown entry of Adam gets a
+        first update of about 3.16 lr (m_hat/sqrt(v_hat) = 0.1/sqrt(0.001) once bias correction faded). The
+        ``warm`` policy starts a grown entry's ``exp_avg_sq`` at the mean over the layer's surviving entries.
+        """
+        for opt in self.optimizers():
+            state = opt.state.get(weight)
+            if not state:
+                continue
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == weight.shape:
+                    if self.state_policy == "warm" and key == "exp_avg_sq" and grown is not None:
+                        live = value[keep]
+                        fill = live.mean() if live.numel() else value.new_zeros(())
+                        value.mul_(keep)
+                        value.add_(grown * fill)
+                    else:
+                        value.mul_(keep)
+
+    def _refresh(self, name: str, count: int | None = None) -> None:
+        module = self.modules[name]
+        mask = module.weight_mask
+        live = mask.flatten(1).sum(1)
+        scale = _density_ratio(live).sqrt().to(module.weight_grad_scale.dtype)
+        module.weight_grad_mask.copy_(mask)
+        module.weight_grad_scale.copy_(mask * scale.view(-1, *([1] * (mask.dim() - 1))))
+        self._counts[name] = int(live.sum()) if count is None else count
+
+    # ----- the per-step hot path ----------------------------------------------------------------------------
+    def mask_grads_(self, corrected: bool = False) -> None:
+        """Multiply every masked ``.grad`` in place by the mask (or mask x SparseOpt scale): one foreach call."""
+        key = "weight_grad_scale" if corrected else "weight_grad_mask"
+        pairs = [(m.weight.grad, m._buffers[key]) for m in self.modules.values() if m.weight.grad is not None]
+        if pairs:
+            grads, scales = zip(*pairs)
+            torch._foreach_mul_(list(grads), list(scales))
+
+    def attach(self, optimizer, *, assume_elementwise: bool = False):
+        """Mask gradients before every step of a plain torch optimizer (a step pre-hook); returns the handle.
+
+        Without this (or SparseOpt, which does it itself), a sparsified model trained with a plain optimizer
+        would silently densify: the backward pass produces dense gradients.
+        """
+        if hasattr(optimizer, "masks") and hasattr(optimizer, "optimizer"):
+            raise TypeError("SparseOpt already masks gradients; attach() is for plain torch optimizers")
+        check_elementwise(optimizer, assume_elementwise)
+        self.register_optimizer(optimizer)
+        handle = optimizer.register_step_pre_hook(lambda opt, args, kwargs: self.mask_grads_(corrected=False))
+        self._hooks.append(handle)
+        return handle
+
+    # ----- checks, persistence, removal ---------------------------------------------------------------------
+    def inactive_max(self) -> dict[str, float]:
+        """Max |weight| and max |optimizer state| outside the masks (both must be exactly 0)."""
+        w_max = torch.zeros(())
+        s_max = torch.zeros(())
+        with torch.no_grad():
+            for module in self.modules.values():
+                off = ~module.weight_mask
+                w_max = torch.maximum(w_max, (module.weight.abs() * off).max().float().cpu())
+                for opt in self.optimizers():
+                    for value in opt.state.get(module.weight, {}).values():
+                        if torch.is_tensor(value) and value.shape == module.weight.shape:
+                            s_max = torch.maximum(s_max, (value.abs() * off).max().float().cpu())
+        return {"weight": float(w_max), "optimizer_state": float(s_max)}
+
+    def state_dict(self) -> dict:
+        return {"masks": {n: m.detach().clone() for n, m in self.items()}, "state_policy": self.state_policy}
+
+    def load_state_dict(self, state: dict) -> None:
+        masks = state.get("masks") if isinstance(state, dict) else None
+        if not isinstance(masks, dict):
+            raise ValueError("not a SparseMasks state_dict: expected a dict with a 'masks' entry")
+        if set(masks) != set(self.modules):
+            raise ValueError(
+                f"mask names do not match this model: missing {sorted(set(self.modules) - set(masks))}, "
+                f"unexpected {sorted(set(masks) - set(self.modules))}. Was the checkpoint made for another model?"
+            )
+        new = {}
+        for name, mask in masks.items():
+            if tuple(mask.shape) != tuple(self[name].shape):
+                raise ValueError(
+                    f"mask {name!r} has shape {tuple(mask.shape)} but the layer's weight has shape "
+                    f"{tuple(self[name].shape)}: the checkpoint was made for a different model"
+                )
+            new[name] = mask.to(device=self[name].device, dtype=torch.bool)
+        self.state_policy = state.get("state_policy", self.state_policy)
+        self.apply_masks(new)
+
+    def remove(self) -> nn.Module:
+        """Drop masks, caches and hooks: a plain model whose state_dict loads strictly into an unsparsified one.
+
+        The weights keep their zeros: the model stays sparse in value, it just stops being kept sparse.
+        """
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks.clear()
+        for module in self.modules.values():
+            for key in ("weight_mask", "weight_grad_mask", "weight_grad_scale"):
+                module._buffers.pop(key, None)
+        self.modules = {}
+        self._counts = {}
+        return self.model
+
+    def __repr__(self) -> str:
+        rows = [("layer", "shape", "sparsity", "active neurons")]
+        for name, module in self.modules.items():
+            w = module.weight
+            sp = 1.0 - self._counts[name] / w.numel()
+            rows.append((name, "x".join(map(str, w.shape)), f"{sp:.3f}", f"{int(self.active_neurons(name))}/{w.shape[0]}"))
+        rows.append(("total", f"{self.numel():,} weights", f"{self.sparsity():.3f}", ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(c.ljust(wd) for c, wd in zip(r, widths)).rstrip() for r in rows]
+        return "SparseMasks(\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _density_ratio(live: torch.Tensor) -> torch.Tensor:
+    """d_i / d_mean with d_mean over active neurons, computed from integer counts so it is exact.
+
+    d_i / d_mean = live_i * n_active / sum(live): under constant fan-in this is exactly 1.0, so SparseOpt is
+    then exactly the inner optimizer.
+    """
+    dtype = torch.float64 if live.device.type in ("cpu", "cuda") else torch.float32
+    n_active = (live > 0).sum()
+    return live.to(dtype) * n_active.to(dtype) / live.sum().clamp_min(1).to(dtype)
+
+
+def maskable_layers(model: nn.Module, dense: Iterable[str] = ()) -> dict[str, nn.Module]:
+    """The Linear/Conv2d modules of ``model`` by name, minus those named in ``dense``."""
+    dense = [dense] if isinstance(dense, str) else list(dense)
+    names = dict(model.named_modules())
+    unknown = [d for d in dense if d not in names]
+    if unknown:
+        layers = [n for n, m in names.items() if isinstance(m, MASKABLE)]
+        raise ValueError(f"dense= names no module {unknown}; maskable layers are: {', '.join(layers)}")
+    return {n: m for n, m in names.items() if isinstance(m, MASKABLE) and n not in dense}
+
+
+def random_mask(shape, count: int, generator: torch.Generator, fan_in: str = "random") -> torch.Tensor:
+    """A boolean mask with exactly ``count`` live entries.
+
+    ``fan_in="random"`` scatters them uniformly (per-neuron fan-in ~ Binomial); ``"constant"`` gives every
+    neuron count // n_out and the first count % n_out neurons one more (SRigL's rule).
+    """
+    n_out = shape[0]
+    fan = math.prod(shape[1:])
+    if fan_in == "random":
+        idx = torch.randperm(n_out * fan, generator=generator)[:count]
+        mask = torch.zeros(n_out * fan, dtype=torch.bool)
+        mask[idx] = True
+        return mask.view(shape)
+    if fan_in != "constant":
+        raise ValueError(f"fan_in must be 'random' or 'constant', got {fan_in!r}")
+    per = torch.full((n_out,), count // n_out, dtype=torch.long)
+    per[: count % n_out] += 1
+    order = torch.rand(n_out, fan, generator=generator).argsort(dim=1)
+    mask = torch.zeros(n_out, fan, dtype=torch.bool)
+    mask.scatter_(1, order, torch.arange(fan).expand(n_out, fan) < per[:, None])
+    return mask.view(shape)
+
+
+def sparsify(
+    model: nn.Module,
+    sparsity: float,
+    distribution: str = "erk",
+    *,
+    dense: Iterable[str] = (),
+    seed: int = 0,
+    fan_in: str = "random",
+    init: str = "dense",
+    state_policy: str = "zero",
+) -> SparseMasks:
+    """Mask every nn.Linear / nn.Conv2d of ``model`` (except ``dense``) at a global ``sparsity``.
+
+    ``weight`` stays the module's leaf Parameter; a boolean ``weight_mask`` buffer is registered beside it and
+    the masked weights are zeroed. The total live count is exactly round((1 - sparsity) * N) over the masked
+    layers. ``init="dense"`` keeps PyTorch's dense init, then masks (the regime the paper analyses);
+    ``init="sparse"`` rescales each neuron by sqrt(fan_in / live_i), so its pre-activation variance matches a
+    dense neuron's and the skew vanishes at step 0.
+    """
+    sparsity = check_sparsity(sparsity)
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"unknown distribution {distribution!r}: choose one of {', '.join(DISTRIBUTIONS)}")
+    if init not in ("dense", "sparse"):
+        raise ValueError(f"init must be 'dense' or 'sparse', got {init!r}")
+    layers = maskable_layers(model, dense)
+    if not layers:
+        raise ValueError(
+            f"{type(model).__name__} has no nn.Linear or nn.Conv2d layer left to sparsify "
+            "(check dense=, or build the model from Linear/Conv2d layers)"
+        )
+    already = [n for n, m in layers.items() if "weight_mask" in m._buffers]
+    if already:
+        raise ValueError(f"layers {already} are already sparsified: call masks.remove() before sparsify() again")
+    counts = layer_counts({n: tuple(m.weight.shape) for n, m in layers.items()}, sparsity, distribution)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, module in layers.items():
+            w = module.weight
+            mask = random_mask(tuple(w.shape), counts[name], gen, fan_in).to(w.device)
+            module.register_buffer("weight_mask", mask)
+            w.mul_(mask)
+            if init == "sparse":
+                live = mask.flatten(1).sum(1).clamp_min(1).to(w.dtype)
+                w.mul_((w[0].numel() / live).sqrt().view(-1, *([1] * (w.dim() - 1))))
+    return SparseMasks(model, layers, state_policy=state_policy)
