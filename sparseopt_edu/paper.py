@@ -1,0 +1,67 @@
+"""The paper's published numbers (Adnan et al., ICML 2026; PAPER.md section 3), as data the notebooks plot.
+
+Top-1 test accuracy in percent. Kept here, not in a notebook, so a figure, a test and the CLI all compare
+against the same numbers. Nothing here is measured by us.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CITATION = ("M. Adnan, R. Jain, T. Jacobs, E. Sharma, R. G. Krishnan, R. Burkholz, Y. Ioannou, "
+            "SparseOpt: Addressing Normalization-induced Gradient Skew in Sparse Training, ICML 2026, "
+            "arXiv 2605.27541")
+
+TABLE2_EPOCHS = (100, 200, 300, 500)
+TABLE2_SPARSITIES = (0.90, 0.95, 0.97)
+TABLE2_METHODS = ("sparseopt", "baseline")
+
+# Table 2: ResNet-20 on CIFAR-100 with RigL, mean +- std over seeds: (sparsity, method) -> {epochs: (mean, std)}
+TABLE2: dict[tuple[float, str], dict[int, tuple[float, float]]] = {
+    (0.90, "sparseopt"): {100: (61.34, 0.35), 200: (63.12, 0.39), 300: (64.30, 0.08), 500: (65.22, 0.40)},
+    (0.90, "baseline"): {100: (60.66, 0.43), 200: (62.93, 0.17), 300: (63.77, 0.35), 500: (64.66, 0.17)},
+    (0.95, "sparseopt"): {100: (56.80, 0.49), 200: (59.91, 0.45), 300: (60.67, 0.63), 500: (61.74, 0.35)},
+    (0.95, "baseline"): {100: (55.80, 0.73), 200: (59.22, 0.55), 300: (60.00, 0.54), 500: (61.45, 0.65)},
+    (0.97, "sparseopt"): {100: (53.95, 0.40), 200: (57.01, 0.19), 300: (57.62, 0.59), 500: (58.35, 0.34)},
+    (0.97, "baseline"): {100: (52.53, 0.35), 200: (54.87, 0.78), 300: (56.50, 0.33), 500: (57.32, 0.16)},
+}
+
+# SparseOpt + HAM at 95% sparsity, same setting as Table 2: {epochs: mean}
+TABLE2_HAM_95 = {100: 57.31, 200: 60.41, 300: 60.91, 500: 62.20}
+
+# Table 1: ResNet-50 on ImageNet, 90 epochs: (method, sparsity) -> (sparseopt, baseline)
+TABLE1 = {
+    ("rigl", 0.90): (74.41, 73.88), ("rigl", 0.95): (72.93, 72.33), ("rigl", 0.97): (71.15, 69.94),
+    ("set", 0.90): (74.15, 73.69), ("set", 0.95): (72.59, 71.84), ("set", 0.97): (71.43, 70.12),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    sparsity: float
+    method: str  # "sparseopt" | "baseline"
+    epochs: int
+    mean: float
+    std: float
+    source: str = "paper"
+
+
+def table2(sparsity: float, method: str, epochs: int) -> tuple[float, float]:
+    """(mean, std) of one Table 2 cell; clear error for a cell the paper does not have."""
+    key = (round(float(sparsity), 2), method)
+    if key not in TABLE2:
+        raise KeyError(f"Table 2 has no row for sparsity={sparsity}, method={method!r}: sparsities "
+                       f"{TABLE2_SPARSITIES}, methods {TABLE2_METHODS}")
+    if epochs not in TABLE2[key]:
+        raise KeyError(f"Table 2 has no {epochs}-epoch column: epochs are {TABLE2_EPOCHS}")
+    return TABLE2[key][epochs]
+
+
+def table2_rows(epochs: int | None = None) -> list[Row]:
+    """Every Table 2 cell as a Row (optionally one epoch column only)."""
+    return [Row(sp, m, ep, *ms) for (sp, m), cols in TABLE2.items() for ep, ms in cols.items()
+            if epochs is None or ep == epochs]
+
+
+def table2_gain(sparsity: float, epochs: int) -> float:
+    """SparseOpt minus baseline, in accuracy points, for one Table 2 cell pair."""
+    return table2(sparsity, "sparseopt", epochs)[0] - table2(sparsity, "baseline", epochs)[0]
