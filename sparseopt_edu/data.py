@@ -251,7 +251,9 @@ def shapes(n_train: int = 50000, n_test: int = 10000, num_classes: int = 100, si
     Each class has a seeded prototype: a smooth random colour field plus a coloured disc, square or stripe
     pattern. A sample is its prototype translated by up to 8*difficulty pixels, with per-channel gain/offset
     jitter, a per-sample smooth distractor field (random low-frequency cosines) and pixel noise, all growing with ``difficulty`` in [0, 1].
-    At 0.5 a nearest-class-mean classifier on raw pixels is far above chance but far from perfect (see tests).
+    At 0.5 a nearest-class-mean classifier on raw pixels is far above chance but far from perfect (about 37%
+    with 100 classes, see tests); a 3-conv BN CNN reached 24/45/64/76% test accuracy after 1/2/3/4 epochs on
+    10,000 training images (CPU, no augmentation), so it is learnable and leaves room for differences.
     Vectorised and chunked; the same arguments give identical data.
     """
     if not 0.0 <= difficulty <= 1.0:
