@@ -1,0 +1,200 @@
+"""What every panel shares: one UI-state dataclass, one controller, one serving loop, a status line.
+
+Flow of a click: callback -> ``controller`` (a request, nothing else) -> ``_kick()`` -> the serving loop takes
+the requests between steps and is the only code that touches models, optimizers and figures. Whoever holds the
+controller's ``serving`` claim *is* the loop: the calling cell (mode "blocking"), or a daemon worker thread
+(mode "thread", and any Start click that arrives while nothing is serving).
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import threading
+import traceback
+
+import ipywidgets as W
+
+from .controller import Controller, Requests, Throttle, detect_frontend, pick_mode
+
+STRUCTURAL_MARK = "⟳"
+LIVE_MARK = "⚡"
+
+
+class Panel:
+    """Base class. Subclasses set ``STRUCTURAL``/``LIVE`` (state field names) and implement ``_handle``."""
+
+    STRUCTURAL: tuple = ()
+    LIVE: tuple = ()
+    TRAINS = False  # True: a pending start means a long run; a callback must not serve it in place
+
+    def __init__(self, state, mode: str = "auto"):
+        self.state = state
+        self.mode = pick_mode(mode)
+        self.frontend = detect_frontend()
+        self.controller = Controller()
+        self.throttle = Throttle(5.0)
+        self.controls: dict[str, W.Widget] = {}
+        self.status = W.HTML(value="")
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self.widget: W.Box | None = None
+
+    # ----- display ---------------------------------------------------------------------------------------
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def display(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    def legend(self) -> W.HTML:
+        s = ", ".join(self._label(n) for n in self.STRUCTURAL)
+        text = f"<small>{STRUCTURAL_MARK} restarts the run: {s}"
+        if self.LIVE:
+            text += f" &nbsp;·&nbsp; {LIVE_MARK} applies live, mid-run: {', '.join(self._label(n) for n in self.LIVE)}"
+        return W.HTML(text + "</small>")
+
+    @staticmethod
+    def _label(name: str) -> str:
+        return name.replace("_", " ")
+
+    def _bind(self, name: str, widget: W.ValueWidget) -> W.ValueWidget:
+        """Register a control for state field ``name``: its callback writes a request, nothing else."""
+        mark = LIVE_MARK if name in self.LIVE else STRUCTURAL_MARK
+        if getattr(widget, "description", None) is not None:
+            widget.description = f"{mark} {widget.description}"
+        if name in self.STRUCTURAL and hasattr(widget, "continuous_update"):
+            widget.continuous_update = False  # a restart per drag position would be useless
+        widget.observe(lambda change, _n=name: self._on_change(_n, change["new"]), names="value")
+        self.controls[name] = widget
+        return widget
+
+    def _on_change(self, name, value):
+        self.controller.set_param(name, value, structural=name in self.STRUCTURAL)
+        self._kick()
+
+    def mode_text(self) -> str:
+        where = {"blocking": "blocking run (cell); buttons via kernel subshell", "thread": "background thread"}
+        return f"mode: {where[self.mode]} [{self.frontend}]"
+
+    def set_status(self, text: str) -> None:
+        self.status.value = f"<code>{html.escape(text)}</code>"
+
+    # ----- the serving loop ------------------------------------------------------------------------------
+    def _apply_params(self, req: Requests) -> None:
+        valid = {f.name for f in dataclasses.fields(self.state)}
+        changes = {k: v for k, v in req.params.items() if k in valid}
+        if changes:
+            self.state = dataclasses.replace(self.state, **changes)
+
+    def _kick(self) -> None:
+        """Make sure someone serves the pending requests: the loop already running, here, or a worker."""
+        if not self.controller.claim():
+            return  # a loop serves; it takes the request between steps
+        start_pending = self.controller._req.start  # read under the claim: no other loop can take it now
+        if self.mode == "thread" or (self.TRAINS and start_pending):
+            self._thread = threading.Thread(target=self._serve_quietly, name=f"{type(self).__name__}-loop",
+                                            daemon=True)
+            self._thread.start()
+        else:
+            self._serve()
+
+    def _serve(self) -> None:
+        try:
+            while True:
+                req = self.controller.take()
+                if not req.empty:
+                    self._handle(req)
+                if self.controller.release():
+                    return
+        except BaseException:
+            with self.controller._lock:
+                self.controller.serving = False
+            raise
+
+    def _serve_quietly(self) -> None:
+        try:
+            self._serve()
+        except BaseException as exc:  # a worker thread has nobody to raise to: show it
+            self.error = exc
+            self.set_status(f"error: {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+
+    def _handle(self, req: Requests) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Join the worker thread, if any (tests and notebooks use it after a thread-mode start)."""
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+        if self.error is not None:
+            raise self.error
+
+    @property
+    def running(self) -> bool:
+        return self.controller.serving
+
+
+class TrainingPanel(Panel):
+    """A panel whose loop trains: Start / Stop / Reset buttons, restart on structural changes."""
+
+    TRAINS = True
+
+    def __init__(self, state, mode: str = "auto"):
+        super().__init__(state, mode)
+        self._resume = False
+        self.buttons = {
+            "start": W.Button(description="Start", button_style="success", icon="play"),
+            "stop": W.Button(description="Stop", button_style="danger", icon="stop"),
+            "reset": W.Button(description="Reset", button_style="", icon="refresh"),
+        }
+        self.buttons["start"].on_click(lambda _b: (self.controller.request_start(), self._kick()))
+        self.buttons["stop"].on_click(lambda _b: self.controller.request_stop())
+        self.buttons["reset"].on_click(lambda _b: (self.controller.request_reset(), self._kick()))
+
+    def run(self, wait: bool = True) -> None:
+        """Start a run. Mode "blocking": train here until done or stopped (the cell is busy, the buttons work
+        through the kernel subshell). Mode "thread": start the worker and return (``wait()`` joins it)."""
+        self.controller.request_start()
+        if self.mode == "thread":
+            self._kick()
+            return
+        if self.controller.claim():
+            self._serve()
+        elif wait:
+            self.wait()
+
+    def _handle(self, req: Requests) -> None:
+        self._apply_params(req)
+        if req.reset:
+            self._clear()
+        restart = req.start or (self._resume and req.structural and not (req.stop or req.reset))
+        self._resume = False
+        if restart:
+            self._resume = self._train()
+        else:
+            self._show_idle("stopped" if req.stop else ("reset" if req.reset else "idle"))
+
+    def _poll(self, trainer) -> bool:
+        """Between steps: apply live params, and stop the trainer if a request needs it. True = interrupted."""
+        live = self.controller.peek_live(self.LIVE)
+        if live:
+            self.state = dataclasses.replace(self.state, **live)
+            if "lr" in live:
+                trainer.set_lr(float(live["lr"]))
+        if self.controller.stop_requested:
+            trainer.request_stop()
+            return True
+        return False
+
+    # subclasses
+    def _train(self) -> bool:
+        raise NotImplementedError
+
+    def _clear(self) -> None:
+        raise NotImplementedError
+
+    def _show_idle(self, word: str) -> None:
+        raise NotImplementedError

@@ -1,0 +1,173 @@
+"""The one channel between widget callbacks and the loop that trains and draws.
+
+Why (ENV.md, "Live widgets during training"): in JupyterLab >= 4.4 with ipykernel >= 7, widget messages arrive
+on a kernel *subshell* (the project ships ``commsOverSubshells=perCommTarget``), so a button callback runs on
+another thread while a training cell is still running. That makes a Stop button possible, and makes shared
+state dangerous. The rule: callbacks only write requests here (under one lock); the loop takes them between
+steps and is the only code that touches the model, the optimizer and the figures.
+
+Run modes (``pick_mode``):
+    "blocking"  ``panel.run()`` trains in the calling cell; Stop/Start/sliders reach it through the subshell.
+                This is what nbval executes, and the default in JupyterLab.
+    "thread"    ``panel.run()`` starts a daemon worker thread and returns at once. For front ends that do not
+                deliver widget messages while a cell runs (Voila, VS Code, Colab, classic Notebook).
+A Start click while no loop is serving always starts a worker thread: a callback that trained in place would
+block the very subshell that must deliver the Stop click.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+MODES = ("auto", "blocking", "thread")
+
+
+def detect_frontend() -> str:
+    """Best guess of the front end this kernel serves: "voila", "vscode", "colab" or "jupyterlab".
+
+    Voila runs its kernels in a separate process (``"voila" in sys.modules`` is False inside the kernel) but
+    starts them with VOILA_* variables in the environment (voila/handler.py, voila_kernel_manager.py); VS Code
+    sets VSCODE_PID / VSCODE_CWD; Colab imports ``google.colab``.
+    """
+    env = os.environ
+    if "voila" in sys.modules or any(k in env for k in ("VOILA_KERNEL_ID", "VOILA_BASE_URL", "VOILA_SERVER_URL",
+                                                        "VOILA_APP_PORT", "VOILA_PREHEAT")):
+        return "voila"
+    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in env:
+        return "colab"
+    if "VSCODE_PID" in env or "VSCODE_CWD" in env:
+        return "vscode"
+    return "jupyterlab"
+
+
+def pick_mode(mode: str = "auto") -> str:
+    """Resolve ``mode``: "auto" is "thread" under Voila/VS Code/Colab (no subshells), else "blocking"."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    return "blocking" if detect_frontend() == "jupyterlab" else "thread"
+
+
+@dataclass
+class Requests:
+    """What callbacks asked for since the loop last looked (``Controller.take`` returns one)."""
+
+    start: bool = False
+    stop: bool = False
+    reset: bool = False
+    params: dict = field(default_factory=dict)  # every changed value, last write wins
+    structural: bool = False  # at least one of ``params`` rebuilds the run
+
+    @property
+    def empty(self) -> bool:
+        return not (self.start or self.stop or self.reset or self.params)
+
+
+class Controller:
+    """Thread-safe request box: callbacks write, the loop reads between steps.
+
+    ``log`` keeps every request in order (kind, name, value) so tests can assert what a click produced.
+    ``serving`` says whether a loop currently owns the model and the figures; ``claim()`` and ``release()``
+    change it atomically with the pending requests, so a click can never fall between "loop checked for
+    requests" and "loop exited".
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._req = Requests()
+        self.serving = False
+        self.log: list[tuple] = []
+
+    # ----- writers (widget callbacks, any thread) -------------------------------------------------------
+    def request_start(self) -> None:
+        with self._cond:
+            self._req.start = True
+            self._req.stop = False
+            self.log.append(("start",))
+            self._cond.notify_all()
+
+    def request_stop(self) -> None:
+        with self._cond:
+            self._req.stop = True
+            self._req.start = False
+            self.log.append(("stop",))
+            self._cond.notify_all()
+
+    def request_reset(self) -> None:
+        with self._cond:
+            self._req.reset = True
+            self._req.start = False
+            self.log.append(("reset",))
+            self._cond.notify_all()
+
+    def set_param(self, name: str, value, structural: bool) -> None:
+        with self._cond:
+            self._req.params[name] = value
+            self._req.structural |= bool(structural)
+            self.log.append(("set", name, value))
+            self._cond.notify_all()
+
+    # ----- readers (the loop) ---------------------------------------------------------------------------
+    @property
+    def stop_requested(self) -> bool:
+        """True when the running run must end now: stop, reset, a new start, or a structural change."""
+        with self._lock:
+            r = self._req
+            return r.stop or r.reset or r.start or r.structural
+
+    def peek_live(self, names) -> dict:
+        """Take only the live (rate-like) params among ``names``, leaving everything else pending."""
+        with self._lock:
+            out = {n: self._req.params.pop(n) for n in list(self._req.params) if n in names}
+            return out
+
+    def take(self) -> Requests:
+        with self._lock:
+            req, self._req = self._req, Requests()
+            return req
+
+    def claim(self) -> bool:
+        """Become the serving loop; False if another loop already serves."""
+        with self._lock:
+            if self.serving:
+                return False
+            self.serving = True
+            return True
+
+    def release(self) -> bool:
+        """Stop serving unless a start is pending (then keep serving and return False)."""
+        with self._lock:
+            if self._req.start:
+                return False
+            self.serving = False
+            return True
+
+    def wait(self, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait(timeout)
+
+
+class Throttle:
+    """At most ``per_s`` figure flushes a second (ENV.md: batch and throttle FigureWidget updates)."""
+
+    def __init__(self, per_s: float = 5.0) -> None:
+        self.interval = 1.0 / per_s
+        self._last = -1e9
+        self.flushes = 0
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self.flushes += 1
+            return True
+        return False
+
+    def force(self) -> None:
+        self._last = time.monotonic()
+        self.flushes += 1
