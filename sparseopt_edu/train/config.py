@@ -1,0 +1,199 @@
+"""One dataclass holds a whole training run (nanoGPT-style): what to build, how to train, where to write.
+
+Validated on construction, so a bad value fails before any data is loaded, with a message that names the
+value and the fix. ``to_json`` / ``from_json`` / ``from_dict`` round-trip exactly (tuples come back as tuples).
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from ..data import DATASETS
+from ..models import MODELS, NORMS
+
+METHODS = ("dense", "static", "set", "rigl", "srigl")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "step", "linear")
+DISTRIBUTIONS = ("erk", "er", "uniform")
+AUTO_BOOL = ("auto", True, False)
+
+
+@dataclass
+class TrainConfig:
+    # what to build
+    model: str = "mlp"
+    dataset: str = "digits"
+    norm: str = "bn"
+    hidden: int = 256
+    depth: int = 1
+    # sparsity and DST
+    sparsity: float = 0.9
+    distribution: str = "erk"
+    dense_layers: tuple = ()
+    method: str = "rigl"
+    sparseopt: bool = True
+    # optimisation
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    label_smoothing: float = 0.0
+    batch_size: int = 128
+    epochs: int = 10
+    steps: int | None = None
+    delta_t: int = 100
+    alpha: float = 0.3
+    t_end: float = 0.75
+    grow_from: str = "raw"
+    # data and run
+    n_train: int | None = None
+    n_test: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: object = "auto"
+    channels_last: object = "auto"
+    compile: bool = False
+    cuda_graphs: object = "auto"
+    eval_every_epochs: int = 1
+    skew_every: str = "update"
+    run_dir: str | None = None
+    checkpoint_every_epochs: int = 1
+    # additions beyond the first contract (docs/TRAINER_API.md lists them)
+    log_every: int = 10
+    resume: bool = False
+    progress: object = "auto"
+    data_root: str = "data"
+    download: bool = False
+    data_kwargs: dict = field(default_factory=dict)
+    init: str = "dense"
+    max_grad_norm: float | None = None
+
+    def __post_init__(self):
+        self.dense_layers = tuple(self.dense_layers or ())
+        self.data_kwargs = dict(self.data_kwargs or {})
+        self.validate()
+
+    # ----- validation -------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        def choice(name, options):
+            v = getattr(self, name)
+            if v not in options:
+                raise ValueError(f"{name} must be one of {', '.join(map(str, options))}, got {v!r}")
+
+        def integer(name, lo, allow_none=False):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}{' or None' if allow_none else ''}, got {v!r}")
+
+        def number(name, lo, hi, lo_open=False, hi_open=False):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{name} must be a number, got {v!r}")
+            if v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):
+                left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+                raise ValueError(f"{name} must be in {left}{lo}, {hi}{right}, got {v!r}")
+
+        choice("model", MODELS)
+        choice("dataset", DATASETS)
+        choice("norm", NORMS)
+        choice("method", METHODS)
+        choice("optimizer", OPTIMIZERS)
+        choice("schedule", SCHEDULES)
+        choice("distribution", DISTRIBUTIONS)
+        choice("grow_from", ("raw", "corrected"))
+        choice("skew_every", ("update", "never"))
+        choice("init", ("dense", "sparse"))
+        for name in ("amp", "channels_last", "cuda_graphs", "progress"):
+            choice(name, AUTO_BOOL)
+        for name in ("sparseopt", "nesterov", "compile", "resume", "download"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        integer("hidden", 1)
+        integer("depth", 1)
+        integer("batch_size", 1)
+        integer("epochs", 1)
+        integer("steps", 1, allow_none=True)
+        integer("delta_t", 1)
+        integer("warmup_steps", 0)
+        integer("n_train", 1, allow_none=True)
+        integer("n_test", 1, allow_none=True)
+        integer("seed", 0)
+        integer("eval_every_epochs", 1)
+        integer("checkpoint_every_epochs", 1)
+        integer("log_every", 1)
+        number("sparsity", 0.0, 1.0, hi_open=True)
+        number("lr", 0.0, 1e6, lo_open=True)
+        number("momentum", 0.0, 1.0, hi_open=True)
+        number("weight_decay", 0.0, 1e6)
+        number("label_smoothing", 0.0, 1.0, hi_open=True)
+        number("alpha", 0.0, 1.0)
+        if isinstance(self.t_end, float):
+            number("t_end", 0.0, 1.0)
+        elif isinstance(self.t_end, bool) or not isinstance(self.t_end, int) or self.t_end < 0:
+            raise ValueError(f"t_end must be a fraction of training (float in [0, 1]) or a step count, got {self.t_end!r}")
+        if self.max_grad_norm is not None:
+            number("max_grad_norm", 0.0, math.inf, lo_open=True)
+        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        # method='dense' ignores sparsity (so one config switches by one field); hidden/depth: MLP only
+        if self.method != "dense" and self.sparsity == 0.0:
+            raise ValueError(f"method={self.method!r} needs sparsity > 0 (use method='dense' for a dense run)")
+        if not all(isinstance(d, str) for d in self.dense_layers):
+            raise ValueError(f"dense_layers must be module names (strings), got {self.dense_layers!r}")
+        if self.run_dir is not None and not isinstance(self.run_dir, str):
+            raise ValueError(f"run_dir must be a path string or None, got {self.run_dir!r}")
+        if self.resume and self.run_dir is None:
+            raise ValueError("resume=True needs run_dir (the folder holding checkpoint.pt)")
+
+    # ----- (de)serialisation ------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["dense_layers"] = list(self.dense_layers)
+        return d
+
+    def to_json(self, path=None, indent: int = 2) -> str:
+        text = json.dumps(self.to_dict(), indent=indent)
+        if path is not None:
+            from .runs import atomic_write_text
+
+            atomic_write_text(path, text)
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"a config must be a JSON object (dict), got {type(d).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown = [k for k in d if k not in names]
+        if unknown:
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(k, names, n=1)
+                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ValueError(f"unknown config field(s): {', '.join(hints)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text_or_path: str) -> "TrainConfig":
+        """From JSON text, or from the path of a .json file."""
+        text = text_or_path
+        if not text.lstrip().startswith("{"):
+            with open(text_or_path) as fh:
+                text = fh.read()
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"config is not valid JSON: {e}") from e
+        return cls.from_dict(d)
+
+    def replace(self, **changes) -> "TrainConfig":
+        d = self.to_dict()
+        d.update(changes)
+        return TrainConfig.from_dict(d)

@@ -1,0 +1,509 @@
+"""The training loop: eager on CPU (the reference), one CUDA graph per step on CUDA; events for subscribers.
+
+One step, in this order (PAPER.md section 5: the optimizer step runs on an update step, then the topology
+changes): LR for this step -> forward (bf16 autocast + channels_last on CUDA only) -> backward -> on topology
+update steps only, a snapshot of the skew metrics from the raw gradient -> ``optimizer.step()`` (SparseOpt with the
+correction on, SparseOpt(enabled=False) for the exact masked baseline, the plain optimizer for ``method="dense"``)
+-> ``dst.step()``. Comparisons between the baseline and SparseOpt therefore differ in one switch.
+
+No host sync per step: the loss and the correct count are summed as device tensors and read with ``.item()``-like
+calls only every ``log_every`` steps, at topology updates (diagnostics) and at the end of an epoch. A NaN loss is
+therefore noticed at the next logging step, and the run stops with reason "nan" keeping its last checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import sys
+import threading
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import diagnostics
+from ..data import load_dataset
+from ..dst import METHODS
+from ..models import build_model
+from ..optim import SparseOpt
+from ..sparse import sparsify
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .events import Event, History
+from .runs import CHECKPOINT, CONFIG, write_records
+
+
+class LRSchedule:
+    """lr(t) = base_lr x factor(t), t = optimizer steps done before this step (0-based).
+
+    Linear warm-up over ``warmup_steps`` ((t+1)/warmup), then "constant", "cosine" (to 0 at the last step),
+    "linear" (to 0) or "step" (x0.1 at 50% and again at 75% of the steps after warm-up). ``set_lr`` on the
+    trainer changes ``base_lr``: the schedule's factor keeps applying on top of it.
+    """
+
+    def __init__(self, kind: str, base_lr: float, total_steps: int, warmup_steps: int = 0):
+        self.kind, self.base_lr, self.total_steps, self.warmup_steps = kind, float(base_lr), total_steps, warmup_steps
+
+    def factor(self, t: int) -> float:
+        w = self.warmup_steps
+        if w and t < w:
+            return (t + 1) / w
+        if self.kind == "constant":
+            return 1.0
+        p = (t - w) / max(1, self.total_steps - w)
+        if self.kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * p))
+        if self.kind == "linear":
+            return max(0.0, 1.0 - p)
+        return 0.1 ** ((p >= 0.5) + (p >= 0.75))  # "step"
+
+    def lr_at(self, t: int) -> float:
+        return self.base_lr * self.factor(t)
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "base_lr": self.base_lr, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.base_lr = float(state["base_lr"])
+
+
+def resolve_device(name: str) -> torch.device:
+    from ..fast import is_fast
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() and not is_fast() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} but CUDA is not available here: use device='cpu' or 'auto'")
+    return torch.device(name)
+
+
+def _auto(value, default: bool) -> bool:
+    return default if value == "auto" else bool(value)
+
+
+class Trainer:
+    """Builds data, model, masks, optimizer and DST from a :class:`TrainConfig`, and runs the loop.
+
+    Attributes: ``model``, ``masks`` (None for dense), ``optimizer`` (SparseOpt, or the torch optimizer for
+    dense), ``dst`` (None for dense), ``history``, ``step`` (optimizer steps done), ``epoch`` (epochs done),
+    ``device``, ``features`` (the resolved amp/channels_last/compile/cuda_graphs switches).
+    """
+
+    def __init__(self, config: TrainConfig | dict, callbacks=()):
+        if isinstance(config, dict):
+            config = TrainConfig.from_dict(config)
+        config.validate()
+        self.config = cfg = config
+        self.callbacks = list(callbacks)
+        self.device = resolve_device(cfg.device)
+        cuda = self.device.type == "cuda"
+        conv = cfg.model != "mlp"
+        self.features = {
+            "amp": cuda and _auto(cfg.amp, True),
+            "channels_last": cuda and conv and _auto(cfg.channels_last, True),
+            "compile": bool(cfg.compile),
+            # CUDA graphs: on by default on CUDA (compile, when asked, then runs inside the graph)
+            "cuda_graphs": cuda and _auto(cfg.cuda_graphs, True),
+        }
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._lr_request: float | None = None
+
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.data = self._load_data()
+        self.model = build_model(cfg.model, num_classes=self.data.num_classes, in_shape=self.data.shape,
+                                 norm=cfg.norm, **({"hidden": cfg.hidden, "depth": cfg.depth}
+                                                   if cfg.model == "mlp" else {})).to(self.device)
+        memory_format = torch.channels_last if self.features["channels_last"] else torch.contiguous_format
+        if self.features["channels_last"]:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.masks = None
+        if cfg.method != "dense":
+            self.masks = sparsify(self.model, cfg.sparsity, cfg.distribution, dense=cfg.dense_layers, seed=cfg.seed,
+                                  fan_in="constant" if cfg.method == "srigl" else "random", init=cfg.init)
+        self.forward_model = self.model
+        if self.features["compile"]:
+            mode = "max-autotune-no-cudagraphs" if self.features["cuda_graphs"] else None
+            self.forward_model = torch.compile(self.model, mode=mode)
+
+        self.train_loader = self.data.loader("train", cfg.batch_size, self.device, seed=cfg.seed,
+                                             memory_format=memory_format)
+        self.test_loader = self.data.loader("test", max(cfg.batch_size, 500), self.device,
+                                            memory_format=memory_format)
+        self.steps_per_epoch = len(self.train_loader)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set ({len(self.data)} "
+                             "images): lower batch_size or raise n_train")
+        self.total_steps = cfg.steps if cfg.steps is not None else cfg.epochs * self.steps_per_epoch
+        self.total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+
+        self.optimizer = self._build_optimizer()
+        self.lr_schedule = LRSchedule(cfg.schedule, cfg.lr, self.total_steps, cfg.warmup_steps)
+        self.dst = None
+        if cfg.method != "dense":
+            kwargs = dict(delta_t=cfg.delta_t, alpha=cfg.alpha, t_end=cfg.t_end, total_steps=self.total_steps,
+                          seed=cfg.seed)
+            if cfg.method in ("rigl", "srigl"):
+                kwargs["grow_from"] = cfg.grow_from
+            self.dst = METHODS[cfg.method](self.masks, self.optimizer, **kwargs)
+
+        self.history = History()
+        self.history.config = cfg.to_dict()
+        self.step = 0
+        self.epoch = 0
+        self._reset_epoch_accumulators()
+        self._reset_window()
+        self._graph = None
+        if self.features["cuda_graphs"]:
+            from .graphs import GraphStep
+
+            self._graph = GraphStep(self)
+        self.resumed_from: str | None = None
+        if cfg.resume:
+            path = os.path.join(cfg.run_dir, CHECKPOINT)
+            if os.path.isfile(path):
+                self.load_checkpoint(path)
+
+    # ----- construction helpers ---------------------------------------------------------------------------
+    def _load_data(self):
+        cfg = self.config
+        kw = dict(cfg.data_kwargs)
+        if cfg.dataset == "shapes" and cfg.n_train is not None:  # generate only what is used
+            kw.setdefault("n_train", cfg.n_train)
+            kw.setdefault("n_test", cfg.n_test or max(1, cfg.n_train // 5))
+        if cfg.dataset == "fake" and cfg.n_train is not None:
+            kw.setdefault("n", cfg.n_train)
+            kw.setdefault("n_test", cfg.n_test or max(1, cfg.n_train // 5))
+        data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download, **kw)
+        n_train = min(cfg.n_train, len(data)) if cfg.n_train else len(data)
+        n_test = min(cfg.n_test, data.test_x.shape[0]) if cfg.n_test else data.test_x.shape[0]
+        if n_train < len(data) or n_test < data.test_x.shape[0]:
+            data = data.subset(n_train, n_test, seed=cfg.seed)
+        return data
+
+    def _build_optimizer(self):
+        cfg = self.config
+        graphs = self.features["cuda_graphs"]
+        # Under a CUDA graph the LR must live in a device tensor (a float would be baked into the graph).
+        # torch's foreach SGD reads a tensor LR as a Python scalar (a sync), its fused SGD takes it as a tensor;
+        # Adam/AdamW need capturable=True.
+        lr = torch.tensor(cfg.lr, device=self.device) if graphs else cfg.lr
+        params = list(self.model.parameters())
+        if cfg.optimizer == "sgd":
+            inner = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                                    weight_decay=cfg.weight_decay, **({"fused": True} if graphs else {}))
+        else:
+            cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+            inner = cls(params, lr=lr, weight_decay=cfg.weight_decay,
+                        **({"capturable": True, "foreach": True} if graphs else {}))
+        if cfg.method == "dense":
+            return inner
+        return SparseOpt(inner, self.masks, enabled=cfg.sparseopt, max_grad_norm=cfg.max_grad_norm)
+
+    # ----- control (thread-safe: widgets call these from other threads) -----------------------------------
+    def request_stop(self) -> None:
+        """Ask the loop to stop after the current step; it then emits "end" with reason "stopped"."""
+        self._stop.set()
+
+    def set_lr(self, lr: float) -> None:
+        """Set the base LR from the next step on (the schedule's factor still applies on top of it)."""
+        if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        with self._lock:
+            self._lr_request = float(lr)
+
+    def _apply_requests(self) -> None:
+        with self._lock:
+            lr, self._lr_request = self._lr_request, None
+        if lr is not None:
+            self.lr_schedule.base_lr = lr
+
+    def _write_lr(self, value: float) -> None:
+        for group in self.optimizer.param_groups:
+            if torch.is_tensor(group["lr"]):
+                group["lr"].fill_(value)
+            else:
+                group["lr"] = value
+
+    # ----- events -----------------------------------------------------------------------------------------
+    def _emit(self, kind: str, data: dict) -> None:
+        event = Event(kind, self.step, self.epoch, data, self)
+        for fn in self.callbacks:
+            fn(event)
+
+    # ----- one step ---------------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.features["amp"]:
+            # cache off: required under CUDA-graph capture, harmless eagerly
+            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+        return contextlib.nullcontext()
+
+    def _core_step(self, x, y, snapshot: bool = False):
+        """forward, backward, (skew snapshot), optimizer step; returns (loss, correct, skew) on the device."""
+        with self._autocast():
+            out = self.forward_model(x)
+        loss = F.cross_entropy(out.float(), y, label_smoothing=self.config.label_smoothing)
+        loss.backward()
+        skew = self._skew_snapshot() if snapshot else None
+        if self.masks is None and self.config.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm, foreach=True)
+        self.optimizer.step()
+        return loss.detach(), (out.detach().argmax(1) == y).sum(), skew
+
+    def _skew_snapshot(self) -> dict:
+        """Skew metrics of the raw gradient (called after backward, before the optimizer masks it)."""
+        slopes_raw, slopes_cor = [], []
+        for name in self.masks:
+            stats = diagnostics.neuron_gradients(self.masks, name)
+            if math.isfinite(stats["slope_raw"]):
+                slopes_raw.append(stats["slope_raw"])
+                slopes_cor.append(stats["slope_corrected"])
+        angles = list(diagnostics.rotation_angles(self.masks).values())
+        return {
+            "slope_raw": float(np.mean(slopes_raw)) if slopes_raw else None,
+            "slope_corrected": float(np.mean(slopes_cor)) if slopes_cor else None,
+            "rotation_deg": float(np.mean(angles)) if angles else None,
+        }
+
+    def _fan_in_cv(self) -> float:
+        cvs = []
+        for name in self.masks:
+            live = self.masks.neuron_live(name).float()
+            cvs.append(float(live.std() / live.mean().clamp_min(1e-12)))
+        return float(np.mean(cvs))
+
+    def _train_step(self, x, y) -> None:
+        update_next = self.dst is not None and self.dst.schedule.is_update(self.dst.t + 1)
+        snapshot = update_next and self.config.skew_every == "update"
+        self._write_lr(self.lr_schedule.lr_at(self.step))
+        if self._graph is not None:
+            loss, correct, skew = self._graph.step(x, y, eager=update_next, snapshot=snapshot)
+        else:
+            loss, correct, skew = self._core_step(x, y, snapshot)
+            self.optimizer.zero_grad(set_to_none=True)
+        changed = self.dst.step() if self.dst is not None else False
+        self.step += 1
+        n = y.shape[0]
+        self._loss_sum += loss
+        self._correct += correct
+        self._seen += n
+        self._batches += 1
+        self._win_loss += loss
+        self._win_n += 1
+        self._win_images += n
+        if changed:
+            record = self.dst.updates[-1]
+            data = {"itop": self.dst.itop_rate(), "changed": dict(record.get("changed", {})),
+                    "drop_fraction": record["drop_fraction"], "fan_in_cv": self._fan_in_cv(),
+                    "slope_raw": None, "slope_corrected": None, "rotation_deg": None}
+            if skew is not None:
+                data.update(skew)
+            self.history.topology.append({"step": self.step, "epoch": self.epoch, **data})
+            self._emit("topology", data)
+
+    # ----- accumulators -----------------------------------------------------------------------------------
+    def _zeros(self):
+        return torch.zeros((), device=self.device), torch.zeros((), device=self.device, dtype=torch.long)
+
+    def _reset_epoch_accumulators(self) -> None:
+        self._loss_sum, self._correct = self._zeros()
+        self._seen, self._batches, self._epoch_time = 0, 0, 0.0
+
+    def _reset_window(self) -> None:
+        self._win_loss, _ = self._zeros()
+        self._win_n, self._win_images = 0, 0
+        self._win_t0 = time.perf_counter()
+
+    def _log_step(self) -> bool:
+        """Emit a "step" event (the one host sync of a logging step); returns False on a non-finite loss."""
+        loss = float(self._win_loss) / max(1, self._win_n)  # host sync
+        now = time.perf_counter()
+        data = {"loss": loss, "lr": self.lr_schedule.lr_at(self.step - 1),
+                "images_per_s": self._win_images / max(now - self._win_t0, 1e-9)}
+        self.history.step_log.append({"step": self.step, "epoch": self.epoch, **data})
+        self._reset_window()
+        if not math.isfinite(loss):
+            return False
+        self._emit("step", data)
+        return True
+
+    # ----- evaluation -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Test loss and accuracy (BN in eval mode), one host sync."""
+        self.model.eval()
+        loss_sum, correct = self._zeros()
+        n = 0
+        self.test_loader.set_epoch(0)
+        for x, y in self.test_loader:
+            with self._autocast():
+                out = self.forward_model(x)
+            loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
+            correct += (out.argmax(1) == y).sum()
+            n += y.shape[0]
+        self.model.train()
+        total, right = torch.stack([loss_sum.double(), correct.double()]).tolist()
+        return {"test_loss": total / max(1, n), "test_acc": right / max(1, n)}
+
+    def _end_epoch(self) -> bool:
+        """Close the epoch: test, "epoch" event, checkpoint. Returns False on a non-finite train loss."""
+        loss_sum, correct = torch.stack([self._loss_sum.double(), self._correct.double()]).tolist()
+        self._epoch_time += time.perf_counter() - self._epoch_t0
+        self.epoch += 1
+        row = {"epoch": self.epoch, "train_loss": loss_sum / max(1, self._batches),
+               "train_acc": correct / max(1, self._seen), "test_loss": None, "test_acc": None,
+               "time_s": self._epoch_time, "images_per_s": self._seen / max(self._epoch_time, 1e-9)}
+        if not math.isfinite(row["train_loss"]):
+            return False
+        if self.epoch % self.config.eval_every_epochs == 0 or self.step >= self.total_steps:
+            row.update(self.evaluate())
+        self.history.add_epoch(row)
+        self._reset_epoch_accumulators()
+        self._emit("epoch", row)
+        if self.config.run_dir and self.epoch % self.config.checkpoint_every_epochs == 0:
+            self.save_checkpoint()
+        return True
+
+    # ----- the loop ---------------------------------------------------------------------------------------
+    def run(self) -> History:
+        """Train until ``total_steps`` (or a stop, a NaN, Ctrl-C); returns the History (``history.reason``)."""
+        cfg = self.config
+        self._stop_reason = None
+        self.history.reason = None
+        self._emit("start", {"config": cfg.to_dict(), "device": str(self.device),
+                             "params": sum(p.numel() for p in self.model.parameters()),
+                             "sparsity": self.masks.sparsity() if self.masks is not None else 0.0,
+                             "features": dict(self.features), "total_steps": self.total_steps,
+                             "resumed_at_step": self.step if self.resumed_from else None})
+        bar = self._progress_bar()
+        reason = None
+        t_start = time.perf_counter()
+        try:
+            if self._stop.is_set():
+                reason = "stopped"
+            while reason is None and self.step < self.total_steps:
+                self._epoch_t0 = time.perf_counter()
+                if self._win_n == 0:
+                    self._win_t0 = self._epoch_t0
+                for x, y in self.train_loader:
+                    self._apply_requests()
+                    self._train_step(x, y)
+                    if bar is not None:
+                        bar.update(1)
+                    if self.step % cfg.log_every == 0:
+                        if not self._log_step():
+                            reason = "nan"
+                            break
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{self.history.step_log[-1]['loss']:.4f}")
+                    if self.step >= self.total_steps or self._stop.is_set():
+                        break
+                if reason is None:
+                    if self.train_loader.position >= self.steps_per_epoch or self.step >= self.total_steps:
+                        if not self._end_epoch():
+                            reason = "nan"
+                    else:  # stopped mid-epoch: the checkpoint keeps the partial epoch's sums and time
+                        self._epoch_time += time.perf_counter() - self._epoch_t0
+                if reason is None and self._stop.is_set() and self.step < self.total_steps:
+                    reason = "stopped"
+            if reason is None:
+                reason = "done"
+            if reason in ("done", "stopped") and cfg.run_dir:
+                self.save_checkpoint()
+        except KeyboardInterrupt:
+            reason = "interrupted"  # state may be mid-step: keep the last checkpoint as it is
+        finally:
+            if bar is not None:
+                bar.close()
+        self.history.reason = reason
+        self.history.meta["wall_s"] = self.history.meta.get("wall_s", 0.0) + time.perf_counter() - t_start
+        self.history.meta["device"] = str(self.device)
+        self.history.meta["features"] = dict(self.features)
+        if cfg.run_dir:
+            write_records(cfg.run_dir, cfg, self.history)
+        self._stop.clear()
+        self._emit("end", {"reason": reason, "history": self.history})
+        return self.history
+
+    def _progress_bar(self):
+        show = self.config.progress
+        if show == "auto":
+            show = sys.stdout.isatty() and self.total_steps >= 200
+        if not show:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True, leave=False)
+
+    # ----- checkpoints ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "version": 1,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "masks": self.masks.state_dict() if self.masks is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "lr_schedule": self.lr_schedule.state_dict(),
+            "dst": self.dst.state_dict() if self.dst is not None else None,
+            "train_loader": self.train_loader.state_dict(),
+            "loop": {"step": self.step, "epoch": self.epoch, "loss_sum": self._loss_sum.cpu(),
+                     "correct": self._correct.cpu(), "seen": self._seen, "batches": self._batches,
+                     "epoch_time": self._epoch_time, "win_loss": self._win_loss.cpu(), "win_n": self._win_n,
+                     "win_images": self._win_images},
+            "history": self.history.to_dict(),
+            "rng": ckpt.rng_state(),
+        }
+
+    def save_checkpoint(self, path=None) -> str:
+        path = path or os.path.join(self.config.run_dir, CHECKPOINT)
+        ckpt.atomic_save(self.state_dict(), path)
+        return path
+
+    def load_checkpoint(self, path) -> None:
+        state = ckpt.load(path)
+        if self.masks is not None:
+            self.masks.load_state_dict(state["masks"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.features["cuda_graphs"]:  # keep the LR a device tensor (the graph reads it in place)
+            for group in self.optimizer.param_groups:
+                group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
+        self.lr_schedule.load_state_dict(state["lr_schedule"])
+        if self.dst is not None:
+            self.dst.load_state_dict(state["dst"])
+        self.train_loader.load_state_dict(state["train_loader"])
+        loop = state["loop"]
+        self.step, self.epoch = loop["step"], loop["epoch"]
+        self._loss_sum = loop["loss_sum"].to(self.device)
+        self._correct = loop["correct"].to(self.device)
+        self._seen, self._batches, self._epoch_time = loop["seen"], loop["batches"], loop["epoch_time"]
+        self._win_loss = loop["win_loss"].to(self.device)
+        self._win_n, self._win_images = loop["win_n"], loop["win_images"]
+        self._win_t0 = time.perf_counter()
+        self.history = History.from_dict(state["history"])
+        self.history.config = self.config.to_dict()
+        ckpt.set_rng_state(state["rng"])
+        self.resumed_from = os.fspath(path)
+
+    @classmethod
+    def resume(cls, run_dir, callbacks=(), **overrides) -> "Trainer":
+        """A Trainer that continues the run in ``run_dir`` (its config.json and checkpoint.pt)."""
+        path = os.path.join(run_dir, CONFIG)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no {CONFIG} in {run_dir}: is it a run folder written with run_dir=...?")
+        cfg = TrainConfig.from_json(path).replace(run_dir=os.fspath(run_dir), resume=False, **overrides)
+        trainer = cls(cfg, callbacks)
+        trainer.load_checkpoint(os.path.join(run_dir, CHECKPOINT))
+        trainer.config = cfg.replace(resume=True)
+        return trainer
+
+
+def train(config: TrainConfig | dict, callbacks=()) -> History:
+    """Build a :class:`Trainer` and run it: ``history = train(TrainConfig(...))``."""
+    return Trainer(config, callbacks).run()
