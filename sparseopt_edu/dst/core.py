@@ -105,7 +105,8 @@ class DynamicSparsity:
             new = self.new_mask(name, module, k, gen)
             new_masks[name], expected[name] = new, n_active
             checks += [new.sum(), (new & ~old).sum()]
-        if not new_masks:
+        if not new_masks:  # late in the schedule floor(f * n) can be 0 everywhere: nothing to change
+            self.updates.append({"step": t, "drop_fraction": fraction, "changed": {}})
             return False
         modules = list(self.masks.modules.values())
         tensors = [g for g in self._grads.values()] + [m.weight for m in modules]

@@ -1,0 +1,221 @@
+import copy
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from sparseopt_edu import SET, RigL, SparseOpt, SRigL, Static, sparsify
+from sparseopt_edu.dst import UpdateSchedule
+from tests.core_models import small_cnn, small_mlp, train_steps
+
+OPTS = {
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "adam": lambda p: torch.optim.Adam(p, lr=1e-2),
+    "adamw": lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.05),
+}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    arch=st.sampled_from(["mlp", "cnn1", "cnn4"]),
+    sparsity=st.sampled_from([0.5, 0.8, 0.95]),
+    method=st.sampled_from([SET, RigL, SRigL]),
+    opt_name=st.sampled_from(list(OPTS)),
+    correct=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_invariants_across_steps_and_updates(arch, sparsity, method, opt_name, correct, seed):
+    torch.manual_seed(seed)
+    model = small_mlp() if arch == "mlp" else small_cnn(groups=int(arch[-1]))
+    masks = sparsify(model, sparsity, "erk", seed=seed, fan_in="constant" if method is SRigL else "random")
+    counts = {n: masks.live_count(n) for n in masks}
+    opt = SparseOpt(OPTS[opt_name](model.parameters()), masks, enabled=correct)
+    dst = method(masks, opt, delta_t=3, alpha=0.4, t_end=0.8, total_steps=20, seed=seed)
+    changed = []
+
+    def check():
+        assert masks.inactive_max() == {"weight": 0.0, "optimizer_state": 0.0}
+        assert {n: int(masks[n].sum()) for n in masks} == counts
+
+    for _ in range(20):
+        train_steps(model, opt, 1, dst=None, gen=None)
+        changed.append(dst.step())
+        check()
+    update_steps = [u["step"] for u in dst.updates]
+    assert update_steps == [3, 6, 9, 12, 15]  # t % 3 == 0 and t < 16 (T_end exclusive)
+    assert [t + 1 for t, c in enumerate(changed) if c] == [u["step"] for u in dst.updates if u.get("changed")]
+    if method is SRigL:
+        for name in masks:
+            live = masks.neuron_live(name)
+            assert torch.equal(live, SRigL.fan_in_targets(counts[name], dst.active[name]))
+
+
+def test_schedule_cosine_and_drop_count():
+    s = UpdateSchedule.build(delta_t=100, alpha=0.3, t_end=0.75, total_steps=1000)
+    assert s.t_end == 750
+    assert [t for t in range(0, 1001) if s.is_update(t)] == [100, 200, 300, 400, 500, 600, 700]
+    assert s.drop_fraction(0) == pytest.approx(0.3)
+    assert s.drop_fraction(375) == pytest.approx(0.15)
+    assert s.drop_count(100, 1000) == math.floor(0.15 * (1 + math.cos(math.pi * 100 / 750)) * 1000)
+    with pytest.raises(ValueError, match="total_steps"):
+        UpdateSchedule.build(t_end=0.75)
+    with pytest.raises(ValueError, match="delta_t"):
+        UpdateSchedule.build(delta_t=0, t_end=10)
+
+
+def planted_layer(grow_from="raw"):
+    """A 4x10 layer with a known mask and weights; a RigL update at step 1 with a hand-set gradient."""
+    model = nn.Sequential(nn.Linear(10, 4, bias=False), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    masks = sparsify(model, 0.0, dense=["2"])
+    mask = torch.zeros(4, 10, dtype=torch.bool)
+    mask[0, :2] = True  # neuron 0: density 0.2
+    mask[1, :8] = True  # neuron 1: density 0.8
+    mask[2, :5] = True
+    mask[3, :5] = True
+    masks.set_mask("0", mask)
+    with torch.no_grad():
+        model[0].weight.copy_(torch.arange(1, 41, dtype=torch.float32).view(4, 10) * mask)
+    opt = SparseOpt(torch.optim.SGD(model.parameters(), lr=0.0), masks)
+    dst = RigL(masks, opt, delta_t=1, alpha=0.3, t_end=10, grow_from=grow_from)
+    return model, masks, opt, dst
+
+
+@pytest.mark.parametrize("grow_from", ["raw", "corrected"])
+def test_rigl_grows_exactly_where_gradient_is_planted(grow_from):
+    model, masks, opt, dst = planted_layer(grow_from)
+    n = masks.live_count("0")
+    k = math.floor(0.15 * (1 + math.cos(math.pi / 10)) * n)  # f(1) * 20 = 5
+    assert k == 5
+    old = masks["0"].clone()
+    grad = torch.zeros(4, 10)
+    grad[0, 2:7] = 1.0  # raw favourite: sparse neuron 0 (scale sqrt(0.2/0.5) = 0.63)
+    grad[1, 8:10] = 0.8  # corrected favourite: dense neuron 1 (scale sqrt(0.8/0.5) = 1.26) -> 1.01
+    grad[2, 5:8] = 0.8
+    model[0].weight.grad = grad.clone()
+    for p in list(model.parameters())[1:]:
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert dst.step() is True
+    new = masks["0"]
+    w_old = torch.arange(1, 41, dtype=torch.float32).view(4, 10) * old
+    live_vals = w_old[old]
+    dropped_expected = old & (w_old <= live_vals.sort().values[k - 1])  # the k smallest |w|
+    expected_grow = torch.zeros(4, 10, dtype=torch.bool)
+    if grow_from == "raw":
+        expected_grow[0, 2:7] = True
+    else:
+        expected_grow[1, 8:10] = True
+        expected_grow[2, 5:8] = True
+    assert torch.equal(new, (old & ~dropped_expected) | expected_grow)
+    assert torch.all(model[0].weight[expected_grow] == 0)  # grown at exactly 0
+    assert dst.updates[-1]["changed"] == {"0": 5}
+
+
+def test_static_never_changes_and_set_changes():
+    model = small_mlp()
+    masks = sparsify(model, 0.8)
+    before = masks["0"].clone()
+    opt = SparseOpt(torch.optim.SGD(model.parameters(), lr=0.1), masks)
+    dst = Static(masks, opt)
+    train_steps(model, opt, 10, dst=dst)
+    assert torch.equal(masks["0"], before) and dst.updates == []
+    dst2 = SET(masks, opt, delta_t=2, t_end=10)
+    train_steps(model, opt, 4, dst=dst2)
+    assert not torch.equal(masks["0"], before)
+    assert dst2.itop_rate() > 1 - masks.sparsity()
+
+
+def test_rigl_needs_optimizer_and_refuses_non_elementwise():
+    masks = sparsify(small_mlp(), 0.8)
+    with pytest.raises(ValueError, match="pass the optimizer"):
+        RigL(masks, None, t_end=10)
+    with pytest.raises(TypeError, match="not an elementwise"):
+        RigL(masks, torch.optim.LBFGS(masks.model.parameters()), t_end=10)
+
+
+def test_non_finite_gradient_skips_update():
+    model, masks, opt, dst = planted_layer()
+    old = masks["0"].clone()
+    model[0].weight.grad = torch.full((4, 10), float("nan"))
+    opt.step()
+    assert dst.step() is False
+    assert torch.equal(masks["0"], old)
+    assert "non-finite" in dst.updates[-1]["skipped"]
+
+
+def test_leaked_weights_are_reported():
+    model = small_mlp()
+    masks = sparsify(model, 0.8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)  # neither SparseOpt nor attach: densifies
+    dst = SET(masks, opt, delta_t=1, t_end=10)
+    with pytest.raises(RuntimeError, match="masks.attach"):
+        train_steps(model, opt, 1, dst=dst)
+
+
+def test_attach_with_rigl_snapshots_raw_gradient_first():
+    model = small_mlp()
+    masks = sparsify(model, 0.8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    masks.attach(opt)  # registered before RigL: RigL's snapshot must still see the dense gradient
+    dst = RigL(masks, opt, delta_t=1, t_end=10)
+    x = torch.randn(8, 12)
+    nn.functional.cross_entropy(model(x), torch.randint(0, 5, (8,))).backward()
+    raw = model[0].weight.grad.clone()
+    opt.step()
+    assert torch.equal(dst._grads["0"], raw)
+    assert dst.step() is True
+    assert masks.inactive_max()["weight"] == 0.0
+
+
+def test_dst_state_dict_resume_is_exact():
+    def run(split):
+        torch.manual_seed(0)
+        model = small_cnn()
+        masks = sparsify(model, 0.8, seed=0)
+        opt = SparseOpt(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), masks)
+        dst = RigL(masks, opt, delta_t=2, t_end=12)
+        gen = torch.Generator().manual_seed(7)
+        train_steps(model, opt, split, dst=dst, gen=gen)
+        if split < 12:
+            state = copy.deepcopy((model.state_dict(), opt.state_dict(), dst.state_dict(), gen.get_state()))
+            torch.manual_seed(1)
+            model = small_cnn()
+            masks = sparsify(model, 0.8, seed=3)
+            opt = SparseOpt(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), masks)
+            dst = RigL(masks, opt, delta_t=2, t_end=12)
+            model.load_state_dict(state[0])
+            opt.load_state_dict(state[1])
+            dst.load_state_dict(state[2])
+            gen.set_state(state[3])
+            train_steps(model, opt, 12 - split, dst=dst, gen=gen)
+        return model, dst
+
+    full, dst_full = run(12)
+    resumed, dst_resumed = run(5)
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    assert dst_full.updates == dst_resumed.updates
+    assert dst_full.itop_rate() == dst_resumed.itop_rate()
+
+
+def test_srigl_ablates_neurons_without_salient_weights():
+    model = nn.Sequential(nn.Linear(20, 6, bias=False), nn.BatchNorm1d(6), nn.Linear(6, 2))
+    masks = sparsify(model, 0.5, "uniform", dense=["2"], fan_in="constant")  # 10 per neuron
+    opt = SparseOpt(torch.optim.SGD(model.parameters(), lr=0.0), masks)
+    dst = SRigL(masks, opt, delta_t=1, alpha=0.3, t_end=10, gamma_sal=0.3)
+    with torch.no_grad():
+        model[0].weight.mul_(1000)
+        model[0].weight[5].mul_(1e-6)  # neuron 5: tiny weights, all dropped first
+    grad = torch.zeros(6, 20)
+    grad[:5] = 1.0  # no gradient for neuron 5 either
+    model[0].weight.grad = grad
+    for p in list(model.parameters())[1:]:
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert dst.step()
+    assert dst.active["0"].tolist() == [True] * 5 + [False]
+    assert masks.neuron_live("0").tolist() == [12, 12, 12, 12, 12, 0]
+    assert masks.live_count("0") == 60
