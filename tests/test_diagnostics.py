@@ -28,7 +28,7 @@ def test_layernorm_amplifies_too():
 
 def test_fit_loglog_slope_recovers_power_law():
     x = torch.linspace(0.05, 1, 50)
-    assert fit_loglog_slope(x, 3 * x**-0.5) == pytest.approx(-0.5, abs=1e-9)
+    assert fit_loglog_slope(x, 3 * x**-0.5) == pytest.approx(-0.5, abs=1e-6)
     assert math.isnan(fit_loglog_slope(torch.ones(1), torch.ones(1)))
 
 
