@@ -114,13 +114,15 @@ class History:
         return text
 
     def without_wall_clock(self) -> dict:
-        """``to_dict()`` minus every wall-clock field: equal for two runs that computed the same thing."""
+        """``to_dict()`` minus wall-clock fields, meta and the run folder: equal for runs that computed the same."""
         d = self.to_dict()
         for k in WALL_CLOCK_KEYS:
             d.pop(k, None)
         d["step_log"] = [{k: v for k, v in r.items() if k not in WALL_CLOCK_KEYS} for r in d["step_log"]]
         d["topology"] = [{k: v for k, v in r.items() if k not in WALL_CLOCK_KEYS} for r in d["topology"]]
         d.pop("meta", None)
+        for k in ("run_dir", "resume", "progress"):  # where and how it ran, not what it computed
+            d["config"].pop(k, None)
         return d
 
     def __repr__(self) -> str:

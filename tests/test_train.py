@@ -1,0 +1,205 @@
+"""The training engine on CPU with tiny configs: learning, events, stop, resume (exact), NaN, config."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from sparseopt_edu.train import History, Recorder, TrainConfig, Trainer, train
+from sparseopt_edu.train.events import EPOCH_KEYS
+
+TINY = dict(model="mlp", dataset="digits", hidden=64, sparsity=0.9, batch_size=64, epochs=2, lr=0.05,
+            delta_t=5, log_every=5, progress=False)
+
+
+def tiny(**kw) -> TrainConfig:
+    return TrainConfig(**{**TINY, **kw})
+
+
+@pytest.mark.parametrize("method,sparseopt", [("dense", False), ("rigl", False), ("rigl", True)])
+def test_loss_decreases_on_digits(method, sparseopt):
+    history = train(tiny(method=method, sparseopt=sparseopt, epochs=3))
+    assert history.reason == "done"
+    assert len(history.epoch) == 3
+    assert history.train_loss[-1] < 0.6 * history.train_loss[0]
+    assert history.step_log[-1]["loss"] < history.step_log[0]["loss"]
+    assert history.test_acc[-1] > 0.8
+
+
+def test_masks_stay_exact_and_optimizer_kinds():
+    t = Trainer(tiny(method="rigl", sparseopt=False))
+    t.run()
+    assert type(t.optimizer).__name__ == "SparseOpt" and t.optimizer.enabled is False
+    assert t.masks.inactive_max() == {"weight": 0.0, "optimizer_state": 0.0}
+    assert abs(t.masks.sparsity() - 0.9) < 1e-3
+    assert isinstance(Trainer(tiny(method="dense")).optimizer, torch.optim.SGD)
+
+
+def test_events_order_and_keys():
+    rec = Recorder()
+    t = Trainer(tiny(method="rigl"), callbacks=[rec])
+    h = t.run()
+    kinds = rec.kinds()
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("start") == kinds.count("end") == 1
+    assert kinds.count("epoch") == 2
+    assert set(rec.of("start")[0].data) >= {"config", "device", "params", "sparsity"}
+    assert set(rec.of("step")[0].data) >= {"loss", "lr", "images_per_s"}
+    topo = rec.of("topology")
+    assert topo, "RigL with delta_t=5 must update the topology"
+    for e in topo:
+        assert set(e.data) >= {"itop", "changed", "slope_raw", "slope_corrected", "rotation_deg", "fan_in_cv"}
+        assert e.step % 5 == 0 and e.trainer is t
+        assert isinstance(e.data["slope_raw"], float) and e.data["rotation_deg"] > 0
+    assert [e.step for e in topo] == [r["step"] for r in h.topology]
+    assert topo[-1].data["itop"] > topo[0].data["itop"] > 0.1
+    assert set(rec.of("epoch")[0].data) >= set(EPOCH_KEYS)
+    end = rec.of("end")[0].data
+    assert end["reason"] == "done" and end["history"] is h
+    # steps are increasing across events, and each epoch event follows its steps
+    steps = [e.step for e in rec.events]
+    assert steps == sorted(steps)
+
+
+def test_request_stop_mid_run():
+    def stopper(event):
+        if event.kind == "step" and event.step >= 10:
+            event.trainer.request_stop()
+
+    rec = Recorder()
+    t = Trainer(tiny(method="rigl", epochs=5), callbacks=[stopper, rec])
+    h = t.run()
+    assert h.reason == "stopped" and t.step == 10
+    assert rec.of("end")[0].data["reason"] == "stopped"
+    assert len(h.epoch) == 0  # stopped inside epoch 1 (22 steps per epoch)
+
+
+def test_set_lr_applies_between_steps():
+    def control(event):
+        if event.kind == "step" and event.step == 5:
+            event.trainer.set_lr(0.01)
+
+    h = train(tiny(method="dense", schedule="constant", epochs=1), callbacks=[control])
+    assert h.step_log[0]["lr"] == pytest.approx(0.05) and h.step_log[1]["lr"] == pytest.approx(0.01)
+
+
+def _weights(trainer):
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("stop_at", [("epoch", 1), ("step", 13)])
+def test_resume_equals_uninterrupted(tmp_path, stop_at):
+    cfg = dict(method="rigl", sparseopt=True, epochs=3, delta_t=7, checkpoint_every_epochs=1)
+    full = Trainer(tiny(**cfg, run_dir=str(tmp_path / "full")))
+    h_full = full.run()
+
+    kind, at = stop_at
+
+    def stopper(event):
+        if event.kind == kind and (event.epoch if kind == "epoch" else event.step) >= at:
+            event.trainer.request_stop()
+
+    part = Trainer(tiny(**cfg, run_dir=str(tmp_path / "part")), callbacks=[stopper])
+    assert part.run().reason == "stopped"
+    assert 0 < part.step < full.step
+    for name in ("config.json", "history.json", "history.csv", "checkpoint.pt"):
+        assert (tmp_path / "part" / name).is_file()
+
+    resumed = Trainer.resume(tmp_path / "part")
+    assert resumed.step == part.step
+    h_res = resumed.run()
+    assert h_res.reason == "done" and resumed.step == full.step
+    a, b = _weights(full), _weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    for name in full.masks:
+        assert torch.equal(full.masks[name], resumed.masks[name])
+    assert full.dst.state_dict()["updates"] == resumed.dst.state_dict()["updates"]
+    assert h_full.without_wall_clock() == h_res.without_wall_clock()
+    # the resumed run can also be started through the config switch
+    again = Trainer(tiny(**cfg, run_dir=str(tmp_path / "part"), resume=True))
+    assert again.step == full.step
+
+
+def test_nan_stops_and_keeps_files(tmp_path):
+    def explode(event):
+        if event.kind == "epoch" and event.epoch == 1:
+            event.trainer.set_lr(1e30)
+
+    run_dir = tmp_path / "nan"
+    rec = Recorder()
+    h = train(tiny(method="rigl", norm="none", epochs=4, schedule="constant", run_dir=str(run_dir)),
+              callbacks=[explode, rec])
+    assert h.reason == "nan" and rec.of("end")[0].data["reason"] == "nan"
+    assert len(h.epoch) == 1
+    saved = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    assert saved["loop"]["epoch"] == 1  # the last good checkpoint, not the NaN state
+    on_disk = History.from_json(str(run_dir / "history.json"))
+    assert on_disk.reason == "nan" and on_disk.train_loss == h.train_loss
+    assert (run_dir / "history.csv").read_text().splitlines()[0].split(",") == list(EPOCH_KEYS)
+
+
+def test_keyboard_interrupt_keeps_results(tmp_path):
+    def ctrl_c(event):
+        if event.kind == "step" and event.step >= 30:
+            raise KeyboardInterrupt
+
+    h = train(tiny(method="dense", epochs=3, run_dir=str(tmp_path / "r")), callbacks=[ctrl_c])
+    assert h.reason == "interrupted" and len(h.epoch) == 1
+    assert json.loads((tmp_path / "r" / "history.json").read_text())["reason"] == "interrupted"
+    assert (tmp_path / "r" / "checkpoint.pt").is_file()
+
+
+def test_steps_override_epochs_and_partial_epoch():
+    h = train(tiny(method="static", steps=30))
+    assert h.reason == "done" and len(h.epoch) == 2 and h.topology == []
+
+
+def test_config_json_round_trip(tmp_path):
+    cfg = tiny(dense_layers=("head",), data_kwargs={"size": 8}, t_end=300, method="srigl", optimizer="adamw")
+    text = cfg.to_json()
+    back = TrainConfig.from_json(text)
+    assert back == cfg and back.dense_layers == ("head",) and back.t_end == 300
+    path = tmp_path / "c.json"
+    cfg.to_json(path)
+    assert TrainConfig.from_json(str(path)) == cfg
+    assert TrainConfig.from_dict(json.loads(text)) == cfg
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"sparsity": 1.2}, "sparsity must be in [0.0, 1.0), got 1.2"),
+    ({"method": "rigl2"}, "method must be one of dense, static, set, rigl, srigl, got 'rigl2'"),
+    ({"lr": -1}, "lr must be in"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"dataset": "imagenet"}, "dataset must be one of"),
+    ({"method": "rigl", "sparsity": 0.0}, "needs sparsity > 0"),
+    ({"resume": True}, "resume=True needs run_dir"),
+    ({"amp": "yes"}, "amp must be one of auto, True, False"),
+])
+def test_config_validation_errors(changes, message):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**{**TINY, **changes})
+    assert message in str(err.value)
+
+
+def test_config_unknown_field_suggests():
+    with pytest.raises(ValueError, match=r"unknown config field\(s\): 'sparsty' \(did you mean 'sparsity'\?\)"):
+        TrainConfig.from_dict({"sparsty": 0.9})
+    with pytest.raises(ValueError, match="not valid JSON"):
+        TrainConfig.from_json("{nope")
+
+
+def test_batch_larger_than_data_is_a_clear_error():
+    with pytest.raises(ValueError, match="larger than the training set"):
+        Trainer(tiny(n_train=32, batch_size=64))
+
+
+def test_lr_schedules():
+    from sparseopt_edu.train import LRSchedule
+
+    s = LRSchedule("cosine", 0.1, 100, warmup_steps=10)
+    assert s.lr_at(0) == pytest.approx(0.01) and s.lr_at(9) == pytest.approx(0.1) and s.lr_at(100) == pytest.approx(0)
+    st = LRSchedule("step", 1.0, 100)
+    assert [st.lr_at(t) for t in (0, 50, 75)] == pytest.approx([1.0, 0.1, 0.01])
