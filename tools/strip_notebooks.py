@@ -40,6 +40,21 @@ def is_checked(cell) -> bool:
     return cell.get("cell_type") == "code" and _source(cell).lstrip().startswith(CHECK_MARKER)
 
 
+def coalesce_streams(outputs: list) -> list:
+    """Merge consecutive stream outputs of the same stream (their split depends on flush timing)."""
+    merged: list = []
+    for out in outputs:
+        if (merged and out.get("output_type") == "stream" and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            prev = merged[-1]
+            text = prev["text"] if isinstance(prev["text"], str) else "".join(prev["text"])
+            more = out["text"] if isinstance(out["text"], str) else "".join(out["text"])
+            merged[-1] = type(prev)({**prev, "text": text + more})
+        else:
+            merged.append(out)
+    return merged
+
+
 def strip_notebook(nb) -> bool:
     """Strip ``nb`` (a dict-like notebook node) in place; return True when anything changed."""
     changed = False
@@ -52,7 +67,13 @@ def strip_notebook(nb) -> bool:
             if key in meta:
                 del meta[key]
                 changed = True
-        if cell.get("cell_type") != "code" or is_checked(cell):
+        if cell.get("cell_type") != "code":
+            continue
+        if is_checked(cell):
+            merged = coalesce_streams(cell.get("outputs", []))
+            if merged != cell.get("outputs", []):
+                cell["outputs"] = merged
+                changed = True
             continue
         if cell.get("outputs"):
             cell["outputs"] = []
