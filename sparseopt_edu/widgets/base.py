@@ -183,11 +183,14 @@ class TrainingPanel(Panel):
         if live:
             self.state = dataclasses.replace(self.state, **live)
             if "lr" in live:
-                trainer.set_lr(float(live["lr"]))
+                trainer.set_lr(self._trainer_lr(float(live["lr"])))
         if self.controller.stop_requested:
             trainer.request_stop()
             return True
         return False
+
+    def _trainer_lr(self, lr: float) -> float:
+        return lr
 
     # subclasses
     def _train(self) -> bool:

@@ -111,8 +111,8 @@ class FallbackTrainer:
             self._lr_request = float(lr)
 
     # ----- loop -----------------------------------------------------------------------------------------
-    def _emit(self, kind, step, epoch, **data):
-        ev = Event(kind, step, epoch, data, self)
+    def _emit(self, kind, step, epoch, data=None, **more):
+        ev = Event(kind, step, epoch, {**(data or {}), **more}, self)
         for cb in self.callbacks:
             cb(ev)
 
@@ -137,7 +137,7 @@ class FallbackTrainer:
     def _topology(self, x, y) -> dict:
         self.model.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(self.model(x), y).backward()
-        first = self.masks.names()[0]
+        first = list(self.masks.names)[0]
         ng = diagnostics.neuron_gradients(self.masks, first)
         angles = diagnostics.rotation_angles(self.masks)
         self.model.zero_grad(set_to_none=True)
@@ -172,7 +172,7 @@ class FallbackTrainer:
                 loss.backward()
                 self.optimizer.step()
                 t += 1
-                lv = float(loss)
+                lv = float(loss.detach())
                 if not math.isfinite(lv):
                     reason = "nan"
                     break
@@ -182,11 +182,11 @@ class FallbackTrainer:
                 if self.dst is not None and self.dst.step():
                     data = self._topology(x, y)
                     self.history["topology"].append({"step": t, **data})
-                    self._emit("topology", t, epoch, **data)
+                    self._emit("topology", t, epoch, data)
                 if t % log_every == 0:
                     rec = {"step": t, "loss": lv, "lr": self.optimizer.param_groups[0]["lr"]}
                     self.history["step_log"].append(rec)
-                    self._emit("step", t, epoch, **rec, images_per_s=seen / max(time.perf_counter() - t0, 1e-9))
+                    self._emit("step", t, epoch, rec, images_per_s=seen / max(time.perf_counter() - t0, 1e-9))
                 if t >= self.total_steps:
                     break
             if n_b and reason in ("done",):
@@ -196,6 +196,6 @@ class FallbackTrainer:
                        "test_loss": test_loss, "test_acc": test_acc, "time_s": time.perf_counter() - t0,
                        "images_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
                 self.history["epoch"].append(rec)
-                self._emit("epoch", t, epoch, **rec)
+                self._emit("epoch", t, epoch, rec)
         self._emit("end", t, epoch, reason=reason, history=self.history)
         return self.history

@@ -1,0 +1,264 @@
+"""RacePanel (notebook 04): baseline vs SparseOpt, same everything else, several seeds drawn as bands.
+
+Every race runs both arms: the masked baseline (SparseOpt(enabled=False), i.e. the plain optimizer on masked
+gradients) and SparseOpt + the same optimizer. Runs go sequentially, seed by seed, baseline then SparseOpt,
+through the trainer's events, so both curves grow from the first seconds. Bands are min..max over the seeds
+that have reached a point, the line their mean. PAPER.md §4b: at this scale the two arms overlap; the panel
+reports the gap against the seed spread and does not claim more.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..fast import is_fast, pick
+from .base import TrainingPanel
+from .engine import engine_name, make_trainer
+
+ARMS = (False, True)  # sparseopt off (baseline), on
+COLORS = {False: "#1f77b4", True: "#d62728"}
+FILL = {False: "rgba(31,119,180,0.18)", True: "rgba(214,39,40,0.18)"}
+
+
+def arm_name(sparseopt: bool, optimizer: str) -> str:
+    opt = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}.get(optimizer, optimizer)
+    return f"SparseOpt+{opt}" if sparseopt else f"{opt} (baseline)"
+
+
+@dataclass(frozen=True)
+class RaceState:
+    """The whole race, seed included: the same state gives the same curves (on CPU)."""
+
+    norm: str = "bn"
+    sparsity: float = 0.9
+    optimizer: str = "sgd"
+    method: str = "rigl"
+    seeds: int = 2
+    lr: float = 0.1
+    seed: int = 0
+    model: str = "mlp"
+    dataset: str = "digits"
+    hidden: int = 256
+    epochs: int = 8
+    batch_size: int = 128
+    delta_t: int = 20
+    distribution: str = "erk"
+    log_every: int = 5
+
+    @classmethod
+    def default(cls, **kw) -> "RaceState":
+        base = dict(seeds=pick(3, 2), epochs=pick(10, 5), delta_t=pick(20, 10))
+        base.update(kw)
+        return cls(**base)
+
+    def configs(self) -> list[dict]:
+        """TrainConfig dicts, in run order: seed by seed, baseline then SparseOpt."""
+        out = []
+        for seed in range(self.seed, self.seed + self.seeds):
+            for on in ARMS:
+                out.append(dict(
+                    model=self.model, dataset=self.dataset, norm=self.norm, hidden=self.hidden, depth=1,
+                    sparsity=self.sparsity, distribution=self.distribution, method=self.method, sparseopt=on,
+                    optimizer=self.optimizer, lr=self.lr if self.optimizer == "sgd" else self.lr / 10,
+                    momentum=0.9, nesterov=True, weight_decay=5e-4 if self.optimizer == "sgd" else 0.0,
+                    schedule="cosine", batch_size=self.batch_size, epochs=self.epochs, delta_t=self.delta_t,
+                    alpha=0.3, t_end=0.75, seed=seed, device="cpu" if is_fast() else "auto",
+                    compile=False, cuda_graphs=False, amp="auto", log_every=self.log_every,
+                    eval_every_epochs=1,
+                ))
+        return out
+
+
+def band(series: list[list[float]]):
+    """Mean, min and max per index over the series that reach that index."""
+    n = max((len(s) for s in series), default=0)
+    mean, lo, hi = [], [], []
+    for i in range(n):
+        vals = [s[i] for s in series if len(s) > i and math.isfinite(s[i])]
+        if not vals:
+            break
+        mean.append(float(np.mean(vals)))
+        lo.append(min(vals))
+        hi.append(max(vals))
+    return mean, lo, hi
+
+
+class RacePanel(TrainingPanel):
+    """Live race with controls for norm, sparsity, optimizer, DST method, seeds (⟳) and learning rate (⚡).
+
+    Public API: ``RacePanel(state=None, mode="auto", engine="auto")``; ``.widget``, ``.figure``, ``.state``
+    (a :class:`RaceState`), ``.controls``, ``.buttons`` ("start", "stop", "reset"), ``.status``;
+    ``run()`` (blocking in mode "blocking", else starts the worker), ``wait()``, ``set(**fields)``;
+    results: ``.curves[sparseopt][seed]`` dicts of lists (step, loss, epoch, test_acc), ``summary()``,
+    ``runs_done`` (list of (config, end reason)).
+    For the learning rate, SGD uses ``lr`` and Adam ``lr / 10`` (one slider, two sensible ranges).
+    """
+
+    STRUCTURAL = ("norm", "sparsity", "optimizer", "method", "seeds")
+    LIVE = ("lr",)
+
+    def __init__(self, state: RaceState | None = None, mode: str = "auto", engine: str = "auto"):
+        super().__init__(state or RaceState.default(), mode)
+        self.engine = engine
+        st = self.state
+        sw = {"description_width": "80px"}
+        self._bind("norm", W.Dropdown(options=[("BatchNorm", "bn"), ("LayerNorm", "ln"), ("GroupNorm", "gn"),
+                                               ("no norm", "none")], value=st.norm, description="norm", style=sw))
+        self._bind("sparsity", W.SelectionSlider(options=[0.5, 0.8, 0.9, 0.95, 0.97, 0.99], value=st.sparsity,
+                                                 description="sparsity", style=sw))
+        self._bind("optimizer", W.ToggleButtons(options=[("SGD vs SparseOpt+SGD", "sgd"),
+                                                         ("Adam vs SparseOpt+Adam", "adam")],
+                                                value=st.optimizer, description="optimizer", style=sw))
+        self._bind("method", W.Dropdown(options=[("static", "static"), ("SET", "set"), ("RigL", "rigl"),
+                                                 ("SRigL", "srigl")], value=st.method, description="DST", style=sw))
+        self._bind("seeds", W.IntSlider(value=st.seeds, min=1, max=5, description="seeds", style=sw))
+        self._bind("lr", W.FloatLogSlider(value=st.lr, base=10, min=-3, max=0, step=0.1, description="lr",
+                                          readout_format=".3f", style=sw))
+        self.curves: dict = {}
+        self.runs_done: list = []
+        self.step = 0
+        self._current = ""
+        self.figure = self._build_figure()
+        self._clear()
+        self._show_idle("press Start")
+        c = self.controls
+        self.widget = W.VBox([
+            W.HBox([c["norm"], c["method"], c["sparsity"]]), W.HBox([c["optimizer"], c["seeds"]]),
+            W.HBox([c["lr"], self.buttons["start"], self.buttons["stop"], self.buttons["reset"]]),
+            self.legend(), self.figure, self.status,
+        ])
+
+    # ----- figure ----------------------------------------------------------------------------------------
+    def _build_figure(self) -> go.FigureWidget:
+        fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                            subplot_titles=("training loss (band: min..max over seeds)", "test accuracy"))
+        for col in (1, 2):
+            for on in ARMS:
+                fig.add_trace(go.Scatter(x=[], y=[], mode="lines", line=dict(width=0), showlegend=False,
+                                         hoverinfo="skip"), 1, col)
+                fig.add_trace(go.Scatter(x=[], y=[], mode="lines", line=dict(width=0), fill="tonexty",
+                                         fillcolor=FILL[on], showlegend=False, hoverinfo="skip"), 1, col)
+                fig.add_trace(go.Scatter(x=[], y=[], mode="lines" if col == 1 else "lines+markers",
+                                         name=arm_name(on, self.state.optimizer), line=dict(color=COLORS[on]),
+                                         showlegend=col == 1), 1, col)
+        fig.update_xaxes(title_text="step", row=1, col=1)
+        fig.update_yaxes(title_text="loss", type="log", row=1, col=1)
+        fig.update_xaxes(title_text="epoch", row=1, col=2)
+        fig.update_yaxes(title_text="accuracy", row=1, col=2)
+        fig.update_layout(height=420, width=1000, margin=dict(t=90, l=60, r=20, b=50), title=dict(text="race: idle"),
+                          legend=dict(orientation="h", y=-0.2))
+        return go.FigureWidget(fig)
+
+    def _trace(self, col: int, on: bool, part: int):
+        return self.figure.data[(col - 1) * 6 + (3 if on else 0) + part]
+
+    def _flush(self) -> None:
+        st = self.state
+        with self.figure.batch_update():
+            for on in ARMS:
+                runs = list(self.curves.get(on, {}).values())
+                for col, xkey, ykey in ((1, "step", "loss"), (2, "epoch", "test_acc")):
+                    mean, lo, hi = band([r[ykey] for r in runs])
+                    longest = max(runs, key=lambda r: len(r[xkey]))[xkey] if runs else []
+                    xs = longest[: len(mean)]
+                    self._trace(col, on, 0).x, self._trace(col, on, 0).y = xs, lo
+                    self._trace(col, on, 1).x, self._trace(col, on, 1).y = xs, hi
+                    self._trace(col, on, 2).x, self._trace(col, on, 2).y = xs, mean
+                    self._trace(col, on, 2).name = arm_name(on, st.optimizer)
+            self.figure.layout.title.text = self.title_text()
+
+    def title_text(self) -> str:
+        st = self.state
+        s = self.summary()
+        head = (f"{arm_name(False, st.optimizer)} vs {arm_name(True, st.optimizer)} · {st.method} · "
+                f"sparsity {st.sparsity:.2f} · {st.norm}")
+        if s["done_pairs"]:
+            head += (f"<br>final test acc {100 * s['acc'][False]:.1f}% vs {100 * s['acc'][True]:.1f}% "
+                     f"(seed spread {100 * s['spread']:.1f} pts, {s['done_pairs']} seed(s))")
+        return head
+
+    def summary(self) -> dict:
+        """Mean final test accuracy per arm over seeds that finished both arms, and the seed spread."""
+        acc, done = {}, []
+        for seed in sorted(set(self.curves.get(False, {})) & set(self.curves.get(True, {}))):
+            pair = [self.curves[on][seed] for on in ARMS]
+            if all(p["finished"] and p["test_acc"] for p in pair):
+                done.append(seed)
+        finals = {on: [self.curves[on][s]["test_acc"][-1] for s in done] for on in ARMS}
+        for on in ARMS:
+            acc[on] = float(np.mean(finals[on])) if done else float("nan")
+        spread = max((max(v) - min(v) for v in finals.values() if len(v) > 1), default=0.0)
+        gap = acc[True] - acc[False] if done else float("nan")
+        return {"acc": acc, "gap": gap, "spread": spread, "done_pairs": len(done), "seeds": done}
+
+    # ----- the loop --------------------------------------------------------------------------------------
+    def _clear(self) -> None:
+        self.curves = {on: {} for on in ARMS}
+        self.step = 0
+        self._flush()
+
+    def _show_idle(self, word: str) -> None:
+        self._status(word)
+
+    def _status(self, word: str) -> None:
+        st = self.state
+        self.set_status(f"{word} · step {self.step} · sparsity {st.sparsity:.2f} · norm {st.norm} · optimizer "
+                        f"{st.optimizer} vs SparseOpt+{st.optimizer} · DST {st.method} · lr {st.lr:.3g} · "
+                        f"{self._current} · engine {engine_name() if self.engine == 'auto' else self.engine} · "
+                        f"{self.mode_text()}")
+
+    def _train(self) -> bool:
+        self._clear()
+        configs = self.state.configs()
+        for i, cfg in enumerate(configs):
+            on, seed = cfg["sparseopt"], cfg["seed"]
+            rec = {"step": [], "loss": [], "epoch": [], "test_acc": [], "finished": False}
+            self.curves[on][seed] = rec
+            self._current = f"run {i + 1}/{len(configs)}: {arm_name(on, cfg['optimizer'])}, seed {seed}"
+            flag = {"interrupted": False}
+
+            def callback(ev, rec=rec, flag=flag):
+                if self._poll(ev.trainer):
+                    flag["interrupted"] = True
+                if ev.kind == "step":
+                    self.step = ev.step
+                    rec["step"].append(ev.step)
+                    rec["loss"].append(float(ev.data["loss"]))
+                elif ev.kind == "epoch":
+                    rec["epoch"].append(ev.epoch)
+                    rec["test_acc"].append(float(ev.data["test_acc"]))
+                elif ev.kind == "end":
+                    rec["finished"] = ev.data.get("reason") == "done"
+                    rec["reason"] = ev.data.get("reason")
+                if self.throttle.ready():
+                    self._flush()
+                    self._status("running")
+
+            cfg["lr"] = self._trainer_lr(self.state.lr)  # live value now
+            trainer = make_trainer(cfg, [callback], prefer=self.engine)
+            trainer.run()
+            self.runs_done.append((cfg, rec.get("reason")))
+            if flag["interrupted"] or self.controller.stop_requested:
+                self._flush()
+                self._status("stopped")
+                return True
+        self.throttle.force()
+        self._flush()
+        self._current = "all runs done"
+        self._status("done")
+        return False
+
+    def _trainer_lr(self, lr: float) -> float:
+        return lr if self.state.optimizer == "sgd" else lr / 10
+
+    def set(self, **fields) -> None:
+        for name, value in fields.items():
+            self.controls[name].value = value
+
+    def state_dict(self) -> dict:
+        return asdict(self.state)
