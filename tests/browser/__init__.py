@@ -1,0 +1,1 @@
+"""End-to-end tests in JupyterLab and Voila through headless chromium (marker: browser)."""
