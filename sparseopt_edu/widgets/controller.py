@@ -140,9 +140,9 @@ class Controller:
             return True
 
     def release(self) -> bool:
-        """Stop serving unless a start is pending (then keep serving and return False)."""
+        """Stop serving unless requests are pending (then keep serving and return False)."""
         with self._lock:
-            if self._req.start:
+            if not self._req.empty:
                 return False
             self.serving = False
             return True
