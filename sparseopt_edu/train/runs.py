@@ -4,6 +4,14 @@ from __future__ import annotations
 import os
 import tempfile
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _public(path: str) -> None:
+    """mkstemp creates files 0600; give them the permissions a plain open() would (0666 minus the umask)."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
 CONFIG = "config.json"
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
@@ -19,6 +27,7 @@ def atomic_write_text(path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        _public(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

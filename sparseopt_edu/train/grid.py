@@ -1,0 +1,156 @@
+"""Grids of runs (method variants x sparsities x seeds), their results table, and Markdown summaries.
+
+Used by ``sparseopt-edu compare``, ``reproduce table2`` and ``demo``. A *variant* is a method name with an
+optional ``+sparseopt`` suffix: "dense", "rigl" (the masked baseline, SparseOpt(enabled=False)),
+"rigl+sparseopt", "set", "srigl+sparseopt", ... so two variants of one method differ in one switch.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass
+
+from .config import METHODS, TrainConfig
+from .engine import train
+from .runs import atomic_write_text
+
+DEFAULT_VARIANTS = ("dense", "rigl", "rigl+sparseopt")
+RESULT_KEYS = ("variant", "method", "sparseopt", "sparsity", "seed", "epochs", "final_train_loss",
+               "final_test_acc", "best_test_acc", "time_s", "reason", "run_dir")
+
+
+def parse_variant(variant: str) -> tuple[str, bool]:
+    method, _, suffix = variant.partition("+")
+    if method not in METHODS or suffix not in ("", "sparseopt") or (method == "dense" and suffix):
+        raise ValueError(f"unknown variant {variant!r}: use a method ({', '.join(METHODS)}), optionally with "
+                         "'+sparseopt' (e.g. rigl+sparseopt; dense has no SparseOpt variant)")
+    return method, suffix == "sparseopt"
+
+
+@dataclass
+class Job:
+    variant: str
+    sparsity: float
+    seed: int
+    config: TrainConfig
+
+    @property
+    def name(self) -> str:
+        sp = "dense" if self.variant == "dense" else f"s{round(self.sparsity * 100):02d}"
+        return f"{self.variant.replace('+', '_')}-{sp}-seed{self.seed}"
+
+
+def plan(base: TrainConfig, variants, sparsities, seeds, out_dir: str | None = None) -> list[Job]:
+    """One job per (variant, sparsity, seed); dense runs once per seed (sparsity does not apply)."""
+    jobs = []
+    for variant in variants:
+        method, sparseopt = parse_variant(variant)
+        for sparsity in ([0.0] if method == "dense" else sparsities):
+            for seed in seeds:
+                job = Job(variant, float(sparsity), int(seed), None)
+                run_dir = os.path.join(out_dir, "runs", job.name) if out_dir else None
+                job.config = base.replace(method=method, sparseopt=sparseopt,
+                                          sparsity=float(sparsity) if method != "dense" else base.sparsity,
+                                          seed=int(seed), run_dir=run_dir)
+                jobs.append(job)
+    return jobs
+
+
+def _run_config(config_dict: dict, threads: int | None = None) -> dict:
+    """Top level so a process pool can call it: train and return the History as a dict."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return train(TrainConfig.from_dict(config_dict)).to_dict()
+
+
+def run(jobs: list[Job], parallel: int = 1, on_result=None) -> list[dict]:
+    """Run every job (``parallel`` processes when > 1) and return one result row per job, in job order."""
+    histories: dict[int, dict] = {}
+    if parallel <= 1:
+        for i, job in enumerate(jobs):
+            histories[i] = _run_config(job.config.to_dict())
+            if on_result:
+                on_result(job, result_row(job, histories[i]))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, (os.cpu_count() or 1) // parallel)
+        with ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_run_config, job.config.to_dict(), threads): i for i, job in enumerate(jobs)}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                histories[i] = fut.result()
+                if on_result:
+                    on_result(jobs[i], result_row(jobs[i], histories[i]))
+    return [result_row(job, histories[i]) for i, job in enumerate(jobs)]
+
+
+def result_row(job: Job, history: dict) -> dict:
+    acc = [a for a in history["test_acc"] if a is not None]
+    loss = [v for v in history["train_loss"] if v is not None]
+    return {
+        "variant": job.variant, "method": job.config.method, "sparseopt": job.config.sparseopt,
+        "sparsity": job.sparsity, "seed": job.seed, "epochs": len(history["epoch"]),
+        "final_train_loss": loss[-1] if loss else None, "final_test_acc": acc[-1] if acc else None,
+        "best_test_acc": max(acc) if acc else None, "time_s": sum(t or 0.0 for t in history["time_s"]),
+        "reason": history["reason"], "run_dir": job.config.run_dir, "history": history,
+    }
+
+
+def _mean_std(values):
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None, None
+    m = sum(values) / len(values)
+    s = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return m, s
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean and std over seeds per (variant, sparsity), in first-seen order."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["sparsity"]), []).append(r)
+    out = []
+    for (variant, sparsity), rs in groups.items():
+        acc_m, acc_s = _mean_std([r["final_test_acc"] for r in rs])
+        loss_m, loss_s = _mean_std([r["final_train_loss"] for r in rs])
+        out.append({"variant": variant, "sparsity": sparsity, "seeds": len(rs), "test_acc_mean": acc_m,
+                    "test_acc_std": acc_s, "train_loss_mean": loss_m, "train_loss_std": loss_s,
+                    "time_s_mean": _mean_std([r["time_s"] for r in rs])[0]})
+    return out
+
+
+def _pm(m, s, scale=1.0, digits=2):
+    if m is None:
+        return "n/a"
+    return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+
+
+def markdown_table(summary: list[dict]) -> str:
+    lines = ["| variant | sparsity | seeds | test acc (%) | final train loss | time/run (s) |",
+             "|---|---|---|---|---|---|"]
+    for r in summary:
+        sp = "—" if r["variant"] == "dense" else f"{r['sparsity']:.0%}"
+        lines.append(f"| {r['variant']} | {sp} | {r['seeds']} | {_pm(r['test_acc_mean'], r['test_acc_std'], 100)} "
+                     f"| {_pm(r['train_loss_mean'], r['train_loss_std'], 1, 4)} | {r['time_s_mean']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(rows: list[dict], out_dir: str, title: str = "Results") -> dict:
+    """results.csv (one row per run) and results.md (mean ± std over seeds); returns their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(RESULT_KEYS), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in RESULT_KEYS})
+    paths = {"csv": os.path.join(out_dir, "results.csv"), "md": os.path.join(out_dir, "results.md")}
+    atomic_write_text(paths["csv"], buf.getvalue())
+    atomic_write_text(paths["md"], f"# {title}\n\n" + markdown_table(summarize(rows)))
+    return paths
