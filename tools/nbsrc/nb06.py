@@ -102,7 +102,7 @@ from sparseopt_edu.diagnostics import default_probe_data, probe_mlp
 from sparseopt_edu.optim import SparseOpt
 from sparseopt_edu.sparse import sparsify
 
-x, y = default_probe_data(n=512)
+x, y = default_probe_data(n=fast.pick(full=1024, fast=256))
 
 def one_step(fan_in, corrected, sparsity=0.75):
     torch.manual_seed(0)
@@ -182,7 +182,7 @@ def update_gap(optimizer, steps, change_at):
     return gaps
 """),
 code(r"""
-steps, change_at = fast.pick(full=80, fast=24), fast.pick(full=40, fast=12)
+steps, change_at = fast.pick(full=80, fast=16), fast.pick(full=40, fast=8)
 gaps = {opt: update_gap(opt, steps, change_at) for opt in ("adam", "sgd")}
 fig = go.Figure()
 for opt, color in (("sgd", "#7f7f7f"), ("adam", "#d62728")):
