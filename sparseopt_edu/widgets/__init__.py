@@ -10,9 +10,10 @@ callbacks and the loop that trains and draws (see ``controller.py`` for the run 
 Nothing in the library imports this package (STYLE.md: arrows point one way).
 """
 from .controller import Controller, Requests, Throttle, detect_frontend, pick_mode
+from .dst import DSTPanel, DSTState
 from .neuron_step import NeuronStepPanel, NeuronStepState, track_neuron_steps
 from .race import RacePanel, RaceState
 from .skew import SkewPanel, SkewState
 
 __all__ = ["Controller", "Requests", "Throttle", "detect_frontend", "pick_mode", "SkewPanel", "SkewState", "RacePanel", "RaceState", "NeuronStepPanel",
-           "NeuronStepState", "track_neuron_steps"]
+           "NeuronStepState", "track_neuron_steps", "DSTPanel", "DSTState"]

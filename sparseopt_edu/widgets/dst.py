@@ -1,0 +1,184 @@
+"""DSTPanel (notebook 03): watch SET / RigL / SRigL change the topology while the network trains.
+
+Subscribes to the trainer's "topology" events (docs/TRAINER_API.md: ``itop``, ``changed``, ``slope_raw``,
+``slope_corrected``, ``rotation_deg``, ``fan_in_cv``) and draws, live: the fan-in histogram of the first
+sparse layer (at the start in gray, now in color), the per-neuron fan-in heterogeneity (coefficient of
+variation) per update, the ITOP rate (Liu et al. 2021) and the skew slope (log |grad| on log density) measured
+right after each update. PAPER.md §1: layer-wide top-k drop/grow lets per-neuron fan-ins drift apart, so the
+skew is re-shaped at every update; SRigL keeps fan-in constant.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ipywidgets as W
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .. import diagnostics
+from ..fast import is_fast, pick
+from .base import TrainingPanel
+from .engine import engine_name, make_trainer
+
+METHOD_LABELS = {"static": "static", "set": "SET", "rigl": "RigL", "srigl": "SRigL"}
+
+
+@dataclass(frozen=True)
+class DSTState:
+    method: str = "rigl"
+    sparsity: float = 0.9
+    norm: str = "bn"
+    sparseopt: bool = False
+    delta_t: int = 20
+    alpha: float = 0.3
+    lr: float = 0.1
+    seed: int = 0
+    dataset: str = "mnist_subset"
+    hidden: int = 256
+    epochs: int = 10
+    batch_size: int = 128
+    log_every: int = 5
+
+    @classmethod
+    def default(cls, **kw) -> "DSTState":
+        base = dict(epochs=pick(10, 3), delta_t=pick(20, 10), hidden=pick(256, 128))
+        base.update(kw)
+        return cls(**base)
+
+    def config(self) -> dict:
+        return dict(model="mlp", dataset=self.dataset, norm=self.norm, hidden=self.hidden, depth=1,
+                    sparsity=self.sparsity, distribution="erk", method=self.method, sparseopt=self.sparseopt,
+                    optimizer="sgd", lr=self.lr, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                    schedule="cosine", batch_size=self.batch_size, epochs=self.epochs, delta_t=self.delta_t,
+                    alpha=self.alpha, t_end=0.75, grow_from="raw", seed=self.seed,
+                    device="cpu" if is_fast() else "auto", compile=False, cuda_graphs=False,
+                    log_every=self.log_every, skew_every="update")
+
+
+class DSTPanel(TrainingPanel):
+    """Live DST: fan-in histogram, fan-in CV, ITOP and skew slope at every topology update.
+
+    Public API: ``DSTPanel(state=None, mode="auto", engine="auto")``; ``.widget``, ``.figure``, ``.state``
+    (a :class:`DSTState`), ``.controls``, ``.buttons``, ``.status``, ``run()``, ``wait()``, ``set(**fields)``;
+    ``.updates`` (one dict per topology event: step, itop, fan_in_cv, slope_raw, slope_corrected, rotation_deg,
+    changed), ``.hist0`` / ``.hist`` (fan-in histograms of the first sparse layer at the start / now).
+    """
+
+    STRUCTURAL = ("method", "sparsity", "norm", "sparseopt", "delta_t")
+    LIVE = ("lr",)
+
+    def __init__(self, state: DSTState | None = None, mode: str = "auto", engine: str = "auto"):
+        super().__init__(state or DSTState.default(), mode)
+        self.engine = engine
+        st = self.state
+        sw = {"description_width": "80px"}
+        self._bind("method", W.ToggleButtons(options=[(v, k) for k, v in METHOD_LABELS.items()], value=st.method,
+                                             description="DST", style={"button_width": "70px", **sw}))
+        self._bind("sparsity", W.SelectionSlider(options=[0.5, 0.8, 0.9, 0.95, 0.97], value=st.sparsity,
+                                                 description="sparsity", style=sw))
+        self._bind("norm", W.Dropdown(options=[("BatchNorm", "bn"), ("LayerNorm", "ln"), ("no norm", "none")],
+                                      value=st.norm, description="norm", style=sw))
+        self._bind("sparseopt", W.Checkbox(value=st.sparseopt, description="SparseOpt", indent=False))
+        self._bind("delta_t", W.IntSlider(value=st.delta_t, min=5, max=100, step=5, description="ΔT", style=sw))
+        self._bind("lr", W.FloatLogSlider(value=st.lr, base=10, min=-3, max=0, step=0.1, description="lr",
+                                          readout_format=".3f", style=sw))
+        self.updates: list[dict] = []
+        self.hist0: list[int] = []
+        self.hist: list[int] = []
+        self.step = 0
+        self.figure = self._build_figure()
+        self._show_idle("press Start")
+        c = self.controls
+        self.widget = W.VBox([
+            c["method"], W.HBox([c["sparsity"], c["norm"], c["sparseopt"]]),
+            W.HBox([c["delta_t"], c["lr"], self.buttons["start"], self.buttons["stop"], self.buttons["reset"]]),
+            self.legend(), self.figure, self.status,
+        ])
+
+    def _build_figure(self) -> go.FigureWidget:
+        fig = make_subplots(rows=2, cols=2, vertical_spacing=0.16, horizontal_spacing=0.1, subplot_titles=(
+            "fan-in histogram, first sparse layer", "fan-in heterogeneity (CV) per update",
+            "ITOP rate (union of masks seen)", "skew slope after each update"))
+        fig.add_trace(go.Bar(x=[], y=[], name="at start", marker_color="lightgray"), 1, 1)
+        fig.add_trace(go.Bar(x=[], y=[], name="now", marker_color="#d62728", opacity=0.7), 1, 1)
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="fan-in CV", line=dict(color="#9467bd")), 1, 2)
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="ITOP", line=dict(color="#2ca02c")), 2, 1)
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="slope raw", line=dict(color="#d62728")), 2, 2)
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="slope corrected",
+                                 line=dict(color="#1f77b4", dash="dot")), 2, 2)
+        fig.update_layout(barmode="overlay", height=560, width=1000, margin=dict(t=90, l=60, r=20, b=40),
+                          title=dict(text="DST: idle"), legend=dict(orientation="h", y=-0.08))
+        fig.update_xaxes(title_text="live weights per neuron", row=1, col=1)
+        for r, c in ((1, 2), (2, 1), (2, 2)):
+            fig.update_xaxes(title_text="step", row=r, col=c)
+        return go.FigureWidget(fig)
+
+    def title_text(self) -> str:
+        st = self.state
+        head = f"{METHOD_LABELS[st.method]} · sparsity {st.sparsity:.2f} · {st.norm} · step {self.step}"
+        if self.updates:
+            u = self.updates[-1]
+            head += (f"<br>update {len(self.updates)}: ITOP {u['itop']:.2f} · fan-in CV {u['fan_in_cv']:.2f} · "
+                     f"slope {u['slope_raw']:+.2f} raw")
+        return head
+
+    def _flush(self) -> None:
+        u = self.updates
+        steps = [r["step"] for r in u]
+        with self.figure.batch_update():
+            d = self.figure.data
+            d[0].x, d[0].y = list(range(len(self.hist0))), self.hist0
+            d[1].x, d[1].y = list(range(len(self.hist))), self.hist
+            d[2].x, d[2].y = steps, [r["fan_in_cv"] for r in u]
+            d[3].x, d[3].y = steps, [r["itop"] for r in u]
+            d[4].x, d[4].y = steps, [r["slope_raw"] for r in u]
+            d[5].x, d[5].y = steps, [r["slope_corrected"] for r in u]
+            self.figure.layout.title.text = self.title_text()
+
+    def _clear(self) -> None:
+        self.updates, self.hist0, self.hist, self.step = [], [], [], 0
+        self._flush()
+
+    def _show_idle(self, word: str) -> None:
+        st = self.state
+        self.set_status(f"{word} · step {self.step} · sparsity {st.sparsity:.2f} · norm {st.norm} · optimizer "
+                        f"{'SparseOpt+' if st.sparseopt else ''}sgd · DST {st.method} · updates {len(self.updates)} · "
+                        f"engine {engine_name() if self.engine == 'auto' else self.engine} · {self.mode_text()}")
+
+    @staticmethod
+    def _first_hist(trainer) -> list[int]:
+        masks = trainer.masks
+        first = list(masks.names)[0]
+        return diagnostics.mask_report(masks)["layers"][first]["fan_in_histogram"]
+
+    def _train(self) -> bool:
+        self._clear()
+        flag = {"interrupted": False, "reason": None}
+
+        def callback(ev):
+            if self._poll(ev.trainer):
+                flag["interrupted"] = True
+            self.step = ev.step
+            if ev.kind == "start":
+                self.hist0 = self.hist = self._first_hist(ev.trainer)
+            elif ev.kind == "topology":
+                self.updates.append({"step": ev.step, **{k: ev.data.get(k) for k in (
+                    "itop", "fan_in_cv", "slope_raw", "slope_corrected", "rotation_deg", "changed")}})
+                self.hist = self._first_hist(ev.trainer)
+            elif ev.kind == "end":
+                flag["reason"] = ev.data.get("reason")
+            if self.throttle.ready() or ev.kind == "topology" and self.throttle.ready():
+                self._flush()
+                self._show_idle("running")
+
+        trainer = make_trainer(self.state.config(), [callback], prefer=self.engine)
+        trainer.run()
+        self.throttle.force()
+        self._flush()
+        interrupted = flag["interrupted"] or self.controller.stop_requested
+        self._show_idle("stopped" if interrupted else "done")
+        return interrupted
+
+    def set(self, **fields) -> None:
+        for name, value in fields.items():
+            self.controls[name].value = value
