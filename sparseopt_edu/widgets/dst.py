@@ -38,10 +38,13 @@ class DSTState:
     epochs: int = 10
     batch_size: int = 128
     log_every: int = 5
+    n_train: int | None = None
+    n_test: int | None = None
 
     @classmethod
     def default(cls, **kw) -> "DSTState":
-        base = dict(epochs=pick(10, 3), delta_t=pick(20, 10), hidden=pick(256, 128))
+        base = dict(epochs=pick(10, 3), delta_t=pick(20, 5), hidden=pick(256, 128), n_train=pick(None, 2000),
+                    n_test=pick(None, 500))
         base.update(kw)
         return cls(**base)
 
@@ -52,7 +55,7 @@ class DSTState:
                     schedule="cosine", batch_size=self.batch_size, epochs=self.epochs, delta_t=self.delta_t,
                     alpha=self.alpha, t_end=0.75, grow_from="raw", seed=self.seed,
                     device="cpu" if is_fast() else "auto", compile=False, cuda_graphs=False,
-                    log_every=self.log_every, skew_every="update")
+                    log_every=self.log_every, skew_every="update", n_train=self.n_train, n_test=self.n_test)
 
 
 class DSTPanel(TrainingPanel):

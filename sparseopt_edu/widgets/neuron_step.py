@@ -39,10 +39,19 @@ class NeuronStepState:
     dataset: str = "mnist_subset"  # fan-in 784: digits' 64 leaves the sparsest neurons 1-2 weights (see below)
 
 
+_DATA: dict = {}
+
+
+def _dataset(name: str):
+    if name not in _DATA:  # parsing the MNIST subset takes a second or two: once per kernel
+        _DATA[name] = load_dataset(name)
+    return _DATA[name]
+
+
 def track_neuron_steps(state: NeuronStepState, sparseopt: bool) -> list[dict]:
     """The tracker's records for ``state.steps`` SGD steps on layer fc1 (see the module docstring)."""
     torch.manual_seed(state.seed)
-    data = load_dataset(state.dataset)
+    data = _dataset(state.dataset)
     model = mlp(math.prod(data.shape), state.hidden, data.num_classes, norm=state.norm)
     masks = sparsify(model, 0.0, "uniform", dense=["head"], seed=state.seed)
     gen = torch.Generator().manual_seed(state.seed)

@@ -52,7 +52,7 @@ class RaceState:
 
     @classmethod
     def default(cls, **kw) -> "RaceState":
-        base = dict(seeds=pick(3, 2), epochs=pick(10, 5), delta_t=pick(20, 10))
+        base = dict(seeds=pick(3, 2), epochs=pick(10, 4), delta_t=pick(20, 10))
         base.update(kw)
         return cls(**base)
 

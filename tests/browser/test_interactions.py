@@ -1,0 +1,103 @@
+"""Interactions with the course panels in a real JupyterLab: the kernel answers clicks and drags.
+
+Assertions read text the kernel writes (figure titles, status lines, legend entries), never pixels. Each test
+saves screenshots under test-artifacts/browser/ for a human to look at.
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from .conftest import (
+    SEL_SLIDER_HANDLE,
+    assert_no_errors,
+    drag_slider,
+    open_notebook,
+    run_all,
+    screenshot,
+    wait_widgets,
+)
+
+pytestmark = pytest.mark.browser
+
+NB02 = "notebooks/02_batchnorm_meets_sparsity.ipynb"
+NB04 = "notebooks/04_sparseopt.ipynb"
+TITLE = ".js-plotly-plot .gtitle"
+
+
+def _ratio_title(page, timeout_s: float = 60.0) -> tuple[float, float, str]:
+    """(sparsity, ratio) from SkewPanel's title 'ratio at s=0.90: 3.05 (theory 3.16) · ...'."""
+    loc = page.locator(TITLE, has_text="ratio at s=").first
+    loc.wait_for(timeout=timeout_s * 1000)
+    text = loc.inner_text()
+    m = re.search(r"ratio at s=([0-9.]+): ([0-9.]+)", text)
+    assert m, text
+    return float(m.group(1)), float(m.group(2)), text
+
+
+def _wait_title_change(page, old: str, timeout_s: float = 60.0) -> None:
+    page.wait_for_function(
+        "([sel, old]) => Array.from(document.querySelectorAll(sel)).some("
+        "e => e.textContent.includes('ratio at s=') && e.textContent !== old)",
+        arg=[TITLE, old], timeout=timeout_s * 1000, polling=200)
+
+
+def test_skew_panel_slider_and_norm(page, lab_server):
+    open_notebook(page, lab_server, NB02)
+    run_all(page, timeout_s=240)
+    assert_no_errors(page)
+    wait_widgets(page)
+    s0, r0, t0 = _ratio_title(page)
+    assert s0 == pytest.approx(0.90) and 2.4 < r0 < 3.8, t0
+    screenshot(page, "interact_02_initial", full_page=True)
+
+    handle = page.locator(SEL_SLIDER_HANDLE).first
+    handle.scroll_into_view_if_needed()
+    drag_slider(page, handle, -120)  # towards lower sparsity
+    _wait_title_change(page, t0)
+    s1, r1, t1 = _ratio_title(page)
+    assert s1 < s0 and r1 < r0, (t0, t1)
+
+    page.locator("button.widget-toggle-button", has_text="no norm").first.click()
+    page.locator(TITLE, has_text="no norm").first.wait_for(timeout=60_000)
+    _, r2, t2 = _ratio_title(page)
+    assert abs(r2 - 1.0) < 0.2, t2
+    page.locator(".widget-html", has_text="norm none").first.wait_for(timeout=30_000)
+    screenshot(page, "interact_02_no_norm", full_page=True)
+
+
+def _status(page, text: str, timeout_s: float = 120.0) -> None:
+    page.locator(".widget-html", has_text=text).first.wait_for(timeout=timeout_s * 1000)
+
+
+def test_race_stop_during_blocking_run_then_restart_with_adam(page, lab_server):
+    open_notebook(page, lab_server, NB04)
+    page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    # The race cell trains in the kernel's main shell (blocking); Stop must arrive through the comm subshell.
+    _status(page, "running · step", timeout_s=180)
+    stop = page.locator("button.jupyter-button", has_text="Stop").first
+    stop.scroll_into_view_if_needed()
+    stop.click()
+    _status(page, "stopped", timeout_s=60)
+    screenshot(page, "interact_04_stopped", full_page=False)
+    # let the rest of the notebook finish
+    from .conftest import wait_all_ran
+
+    wait_all_ran(page, timeout_s=180)
+    assert_no_errors(page)
+
+    page.locator("button.widget-toggle-button", has_text="Adam vs SparseOpt+Adam").first.click()
+    _status(page, "optimizer adam", timeout_s=30)
+    start = page.locator("button.jupyter-button", has_text="Start").first
+    start.click()
+    _status(page, "running", timeout_s=60)
+    page.locator(".js-plotly-plot .legendtext", has_text="SparseOpt+Adam").first.wait_for(timeout=60_000)
+    t_end = time.monotonic() + 120
+    _status(page, "all runs done", timeout_s=180)
+    assert time.monotonic() <= t_end + 60
+    page.locator(TITLE, has_text="final test acc").first.wait_for(timeout=30_000)
+    screenshot(page, "interact_04_adam_done", full_page=False)
