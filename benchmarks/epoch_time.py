@@ -35,7 +35,7 @@ def engine_epochs(args, method: str, sparseopt: bool, cuda_graphs) -> dict:
                       batch_size=args.batch_size, epochs=args.epochs, n_train=args.n, n_test=args.n_test,
                       data_kwargs={"num_classes": 100} if args.data == "shapes" else {},
                       eval_every_epochs=args.epochs, progress=False, device=args.device, cuda_graphs=cuda_graphs,
-                      compile=args.compile, log_every=10_000)
+                      compile=args.compile, log_every=10_000, skew_every=args.skew_every)
     trainer = Trainer(cfg)
     h = trainer.run()
     times = h.time_s
@@ -84,6 +84,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the model inside the CUDA graph")
+    p.add_argument("--skew-every", choices=("update", "never"), default="update",
+                   help="skew metrics at topology updates (default) or never")
     p.add_argument("--no-graphs", action="store_true", help="engine without CUDA graphs (eager bf16)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (CPU is fine)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))

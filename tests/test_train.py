@@ -212,3 +212,19 @@ def test_lr_schedules():
     assert s.lr_at(0) == pytest.approx(0.01) and s.lr_at(9) == pytest.approx(0.1) and s.lr_at(100) == pytest.approx(0)
     st = LRSchedule("step", 1.0, 100)
     assert [st.lr_at(t) for t in (0, 50, 75)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+def test_skew_snapshot_matches_diagnostics():
+    from sparseopt_edu import diagnostics
+
+    t = Trainer(tiny(method="rigl", model="mlp", depth=2, epochs=1, delta_t=10))
+    t.run()
+    x, y = next(iter(t.train_loader))
+    t.optimizer.zero_grad()
+    torch.nn.functional.cross_entropy(t.model(x), y).backward()
+    fast = t._skew_snapshot()
+    slopes = [diagnostics.neuron_gradients(t.masks, n) for n in t.masks]
+    angles = diagnostics.rotation_angles(t.masks)
+    assert fast["slope_raw"] == pytest.approx(sum(s["slope_raw"] for s in slopes) / len(slopes), rel=1e-4)
+    assert fast["slope_corrected"] == pytest.approx(sum(s["slope_corrected"] for s in slopes) / len(slopes), rel=1e-4)
+    assert fast["rotation_deg"] == pytest.approx(sum(angles.values()) / len(angles), rel=1e-4)
