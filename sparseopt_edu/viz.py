@@ -150,7 +150,7 @@ def convergence_curves(groups: Mapping[str, Sequence], metric: str = "test_acc",
         color = COLORS.get(label.split()[0].lower(), PALETTE[i % len(PALETTE)])
         rgb = tuple(int(color[j:j + 2], 16) for j in (1, 3, 5))
         if band["seeds"] > 1:
-            fig.add_scatter(x=band["x"] + band["x"][::-1], y=band["hi"] + band["lo"][::-1], fill="toself",
+            fig.add_scatter(x=band["x"] + band["x"][::-1], y=band["hi"] + band["lo"][::-1], fill="toself", mode="lines",
                             fillcolor=f"rgba({rgb[0]},{rgb[1]},{rgb[2]},0.18)", line=dict(width=0),
                             hoverinfo="skip", showlegend=False, name=f"{label} range")
         fig.add_scatter(x=band["x"], y=band["mean"], mode="lines+markers", line=dict(color=color, width=2),
@@ -184,9 +184,12 @@ def table2_figure(ours: Sequence[Mapping] = (), epochs: int = 100, *, title: str
                         error_y=dict(type="data", array=[std]), offsetgroup=method,
                         marker=dict(symbol="diamond", size=12, color=COLORS[method], line=dict(color="black", width=1)),
                         name=label, hovertemplate="%{y:.2f}%<extra>" + label + "</extra>")
-    lo = min(TABLE2[(s, m)][epochs][0] for s in TABLE2_SPARSITIES for m in ("baseline", "sparseopt"))
+    values = [TABLE2[(s, m)][epochs][0] for s in TABLE2_SPARSITIES for m in ("baseline", "sparseopt")]
+    for row in ours:
+        values += [v for v in row.get("values", [row.get("mean")]) if v is not None and math.isfinite(v)]
+    lo, hi = min(values), max(values)
     _layout(fig, barmode="group", title=title or f"ResNet-20 + RigL on CIFAR-100, {epochs} epochs: paper (bars) vs ours",
-            xaxis=dict(title="sparsity"), yaxis=dict(title="top-1 test accuracy (%)", range=[lo - 8, None]),
+            xaxis=dict(title="sparsity"), yaxis=dict(title="top-1 test accuracy (%)", range=[max(0.0, lo - 5), min(100.0, hi + 3)]),
             scattermode="group")
     return fig
 

@@ -194,8 +194,9 @@ fig
 """),
 md(r"""
 **What you see.** With SGD the correction changes every step by tens of percent (it rotates the update). With
-Adam the two updates agree to about 10⁻⁵ (ε and float rounding) until the mask changes; then they differ by
-several percent, and that gap fades only slowly, as Adam's second moment forgets the old scale. So with Adam,
+Adam the two updates agree to about 10⁻⁵ (in theory only Adam's ε and float rounding separate them) until the mask
+changes; then they differ by several percent, and the gap does not close within the steps shown: Adam's second
+moment forgets the old scale with a memory of about 1,000 steps (β₂ = 0.999). So with Adam,
 SparseOpt acts mainly *around topology updates*. We show this rather than hide it: it is an honest limit of the
 method.
 """),
