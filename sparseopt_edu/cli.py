@@ -372,6 +372,12 @@ def _write_compare_report(rows, out, title, sections=()):
     from . import report
     from .train import grid
 
+    try:
+        import plotly  # noqa: F401
+    except ImportError:  # e.g. a bare GPU image: the tables are written, the HTML report is skipped
+        print("sparseopt-edu: warning: plotly is not installed, report.html skipped "
+              "(pip install plotly)", file=sys.stderr)
+        return "(no report.html: plotly missing)"
     table = report.markdown_to_html_table(grid.markdown_table(grid.summarize(rows)))
     html = report.page(title, report.convergence_figures(rows), [*sections, table])
     return report.write(os.path.join(out, "report.html"), html)

@@ -70,6 +70,10 @@ class LRSchedule:
         self.base_lr = float(state["base_lr"])
 
 
+#: the last dataset loaded (read-only use: loaders copy or gather from it, subsets clone)
+_DATA_CACHE: dict = {}
+
+
 def resolve_device(name: str) -> torch.device:
     from ..fast import is_fast
 
@@ -179,7 +183,12 @@ class Trainer:
         if cfg.dataset == "fake" and cfg.n_train is not None:
             kw.setdefault("n", cfg.n_train)
             kw.setdefault("n_test", cfg.n_test or max(1, cfg.n_train // 5))
-        data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download, **kw)
+        key = (cfg.dataset, os.path.abspath(cfg.data_root), repr(sorted(kw.items())))
+        data = _DATA_CACHE.get(key)
+        if data is None:
+            data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download, **kw)
+            _DATA_CACHE.clear()  # keep one dataset: a grid of runs on the same data loads it once
+            _DATA_CACHE[key] = data
         n_train = min(cfg.n_train, len(data)) if cfg.n_train else len(data)
         n_test = min(cfg.n_test, data.test_x.shape[0]) if cfg.n_test else data.test_x.shape[0]
         if n_train < len(data) or n_test < data.test_x.shape[0]:
