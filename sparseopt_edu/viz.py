@@ -23,8 +23,8 @@ from .sparse.masks import SparseMasks, maskable_layers
 COLORS = {"uniform": "#636efa", "er": "#00cc96", "erk": "#ef553b",
           "baseline": "#7f7f7f", "sparseopt": "#d62728", "paper": "#1f77b4", "ours": "#ff7f0e"}
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-LAYOUT = dict(template="plotly_white", height=380, margin=dict(l=60, r=20, t=60, b=50),
-              legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0.0))
+LAYOUT = {"template": "plotly_white", "height": 380, "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+              "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0.0}}
 
 
 def _layout(fig: go.Figure, **kw) -> go.Figure:
@@ -94,7 +94,7 @@ def density_bars(shapes: Mapping[str, Sequence[int]], sparsity: float,
     fig.add_hline(y=1 - sparsity, line_dash="dot", line_color="black",
                   annotation_text=f"global density {1 - sparsity:.2f}", annotation_position="top right")
     _layout(fig, barmode="group", title=title or f"Per-layer density at global sparsity {sparsity:.2f}",
-            yaxis=dict(title="density = 1 - sparsity", range=[0, 1.05]), xaxis=dict(title="layer", tickangle=-60),
+            yaxis={"title": "density = 1 - sparsity", "range": [0, 1.05]}, xaxis={"title": "layer", "tickangle": -60},
             height=420)
     if highlight is not None and highlight in shapes:
         i = names.index(highlight)
@@ -117,7 +117,7 @@ def fan_in_histogram(masks: SparseMasks, name: str, *, title: str | None = None)
     fig.add_vline(x=mean, line_dash="dot", line_color="black",
                   annotation_text=f"mean {mean:.1f} of {fan}", annotation_position="top left")
     _layout(fig, title=title or f"Fan-in of {name}: live incoming weights per neuron (spread {100 * cv:.0f}%)",
-            xaxis=dict(title=f"live incoming weights (fan-in {fan})"), yaxis=dict(title="neurons"),
+            xaxis={"title": f"live incoming weights (fan-in {fan})"}, yaxis={"title": "neurons"},
             bargap=0.05, showlegend=False)
     return fig
 
@@ -151,12 +151,12 @@ def convergence_curves(groups: Mapping[str, Sequence], metric: str = "test_acc",
         rgb = tuple(int(color[j:j + 2], 16) for j in (1, 3, 5))
         if band["seeds"] > 1:
             fig.add_scatter(x=band["x"] + band["x"][::-1], y=band["hi"] + band["lo"][::-1], fill="toself", mode="lines",
-                            fillcolor=f"rgba({rgb[0]},{rgb[1]},{rgb[2]},0.18)", line=dict(width=0),
+                            fillcolor=f"rgba({rgb[0]},{rgb[1]},{rgb[2]},0.18)", line={"width": 0},
                             hoverinfo="skip", showlegend=False, name=f"{label} range")
-        fig.add_scatter(x=band["x"], y=band["mean"], mode="lines+markers", line=dict(color=color, width=2),
+        fig.add_scatter(x=band["x"], y=band["mean"], mode="lines+markers", line={"color": color, "width": 2},
                         name=f"{label} ({band['seeds']} seed{'s' if band['seeds'] != 1 else ''})")
     _layout(fig, title=title or f"{metric}: mean over seeds, band = min-max",
-            xaxis=dict(title=x), yaxis=dict(title=yaxis_title or metric))
+            xaxis={"title": x}, yaxis={"title": yaxis_title or metric})
     return fig
 
 
@@ -171,7 +171,7 @@ def table2_figure(ours: Sequence[Mapping] = (), epochs: int = 100, *, title: str
     xs = [f"{round(100 * s)}%" for s in TABLE2_SPARSITIES]
     for method in ("baseline", "sparseopt"):
         cells = [TABLE2[(s, method)][epochs] for s in TABLE2_SPARSITIES]
-        fig.add_bar(x=xs, y=[c[0] for c in cells], error_y=dict(type="data", array=[c[1] for c in cells]),
+        fig.add_bar(x=xs, y=[c[0] for c in cells], error_y={"type": "data", "array": [c[1] for c in cells]},
                     name=f"paper: {method}", marker_color=COLORS[method], opacity=0.55,
                     offsetgroup=method, hovertemplate="%{y:.2f}%<extra>paper " + method + "</extra>")
     for row in ours:
@@ -181,15 +181,15 @@ def table2_figure(ours: Sequence[Mapping] = (), epochs: int = 100, *, title: str
         method = row["method"]
         label = row.get("label", f"ours: {method}")
         fig.add_scatter(x=[f"{round(100 * row['sparsity'])}%"], y=[mean], mode="markers",
-                        error_y=dict(type="data", array=[std]), offsetgroup=method,
-                        marker=dict(symbol="diamond", size=12, color=COLORS[method], line=dict(color="black", width=1)),
+                        error_y={"type": "data", "array": [std]}, offsetgroup=method,
+                        marker={"symbol": "diamond", "size": 12, "color": COLORS[method], "line": {"color": "black", "width": 1}},
                         name=label, hovertemplate="%{y:.2f}%<extra>" + label + "</extra>")
     values = [TABLE2[(s, m)][epochs][0] for s in TABLE2_SPARSITIES for m in ("baseline", "sparseopt")]
     for row in ours:
         values += [v for v in row.get("values", [row.get("mean")]) if v is not None and math.isfinite(v)]
     lo, hi = min(values), max(values)
     _layout(fig, barmode="group", title=title or f"ResNet-20 + RigL on CIFAR-100, {epochs} epochs: paper (bars) vs ours",
-            xaxis=dict(title="sparsity"), yaxis=dict(title="top-1 test accuracy (%)", range=[max(0.0, lo - 5), min(100.0, hi + 3)]),
+            xaxis={"title": "sparsity"}, yaxis={"title": "top-1 test accuracy (%)", "range": [max(0.0, lo - 5), min(100.0, hi + 3)]},
             scattermode="group")
     return fig
 

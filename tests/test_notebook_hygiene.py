@@ -97,11 +97,11 @@ def test_cli_strip_then_check(tmp_path):
     path = tmp_path / "dirty.ipynb"
     nbformat.write(_dirty_notebook(), str(path))
     tool = [sys.executable, str(REPO_ROOT / "tools" / "strip_notebooks.py")]
-    before = subprocess.run([*tool, "--check", str(path)], capture_output=True, text=True)
+    before = subprocess.run([*tool, "--check", str(path)], capture_output=True, text=True, check=False)
     assert before.returncode == 1
     assert "widget state present" in before.stdout and "unmarked cell has outputs" in before.stdout
     subprocess.run([*tool, str(path)], check=True, capture_output=True)
-    after = subprocess.run([*tool, "--check", str(path)], capture_output=True, text=True)
+    after = subprocess.run([*tool, "--check", str(path)], capture_output=True, text=True, check=False)
     assert after.returncode == 0, after.stdout
     nb = nbformat.read(str(path), 4)
     assert nb.cells[0].outputs and nb.cells[0].execution_count == 3
@@ -110,5 +110,53 @@ def test_cli_strip_then_check(tmp_path):
 
 def test_cli_missing_file_is_an_error(tmp_path):
     tool = [sys.executable, str(REPO_ROOT / "tools" / "strip_notebooks.py")]
-    result = subprocess.run([*tool, "--check", str(tmp_path / "nope.ipynb")], capture_output=True, text=True)
+    result = subprocess.run([*tool, "--check", str(tmp_path / "nope.ipynb")], capture_output=True, text=True,
+                            check=False)
     assert result.returncode == 2 and "no such notebook" in result.stderr
+
+
+# ---------------------------------------------------------------------------------- tools/execute_notebook.py
+def _tiny_notebook(path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell("import os, sys\nprint('noise')"),
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint('fast:', os.environ.get('SPARSEOPT_EDU_FAST'))\n"
+                                  "print('prefix ok:', sys.prefix == " + repr(sys.prefix) + ")"),
+    ]
+    nbformat.write(nb, str(path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("full", [False, True], ids=["fast", "full"])
+def test_execute_tool_sets_fast_mode_and_strips(tmp_path, full):
+    path = tmp_path / "tiny.ipynb"
+    _tiny_notebook(path)
+    cmd = [sys.executable, str(REPO_ROOT / "tools" / "execute_notebook.py"), str(path)] + (["--full"] if full else [])
+    env = {k: v for k, v in __import__("os").environ.items() if k != "SPARSEOPT_EDU_FAST"}
+    if full:
+        env["SPARSEOPT_EDU_FAST"] = "1"  # --full must remove it from the kernel's environment
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "executed in" in result.stdout and ("full mode" if full else "fast mode") in result.stdout
+    nb = nbformat.read(str(path), 4)
+    plain, checked = nb.cells
+    assert plain.outputs == [] and plain.execution_count is None
+    assert checked.execution_count == 2
+    text = "".join(o.get("text", "") for o in checked.outputs)
+    assert text == f"fast: {None if full else '1'}\nprefix ok: True\n"  # one merged stream, this venv's kernel
+    assert strip.notebook_violations(nb) == []
+
+
+@pytest.mark.slow
+def test_execute_tool_reports_a_failing_notebook_and_leaves_it_alone(tmp_path):
+    path = tmp_path / "bad.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    nbformat.write(nb, str(path))
+    before = path.read_text()
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "execute_notebook.py"), str(path)],
+                            capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 1
+    assert "FAILED" in result.stderr and "boom" in result.stderr
+    assert path.read_text() == before

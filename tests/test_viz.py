@@ -110,7 +110,7 @@ def test_convergence_curves_accept_history_objects():
     h.epoch.extend([1, 2])
     h.train_loss.extend([2.0, 1.0])
     fig = viz.convergence_curves({"baseline": [h, h]}, "train_loss")
-    line = [t for t in fig.data if t.mode == "lines+markers"][0]
+    line = next(t for t in fig.data if t.mode == "lines+markers")
     assert list(line.y) == [2.0, 1.0]
 
 
@@ -120,7 +120,7 @@ def test_table2_figure_paper_bars_and_our_markers():
     assert [t.name for t in bars] == ["paper: baseline", "paper: sparseopt"]
     assert list(bars[1].y) == [63.12, 59.91, 57.01]
     assert list(bars[1].error_y.array) == [0.39, 0.45, 0.19]
-    ours = [t for t in fig.data if t.type == "scatter"][0]
+    ours = next(t for t in fig.data if t.type == "scatter")
     assert list(ours.y) == [61.0] and ours.error_y.array[0] == pytest.approx(math.sqrt(2.0))
     assert "200 epochs" in fig.layout.title.text
 

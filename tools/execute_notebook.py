@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             seconds = execute(path, full=args.full, timeout=args.timeout, strip=not args.no_strip,
                               output=args.output, keep_failed=args.keep_failed)
-        except Exception as exc:  # CellExecutionError, timeouts, dead kernels
+        except Exception as exc:  # noqa: BLE001 -- CellExecutionError, timeouts, dead kernels: report, go on
             print(f"{path}: FAILED in {mode}\n{exc}", file=sys.stderr)
             failed += 1
             continue

@@ -135,7 +135,7 @@ def strip_file(path: Path) -> bool:
 def check_file(path: Path) -> list[str]:
     try:
         nb = read(path)
-    except Exception as exc:  # unreadable JSON is itself a violation, reported, not a crash
+    except Exception as exc:  # noqa: BLE001 -- unreadable JSON is a violation to report, not a crash
         return [f"cannot read notebook: {type(exc).__name__}: {exc}"]
     return notebook_violations(nb, path.stat().st_size)
 
