@@ -113,7 +113,7 @@ def _guarded(fn: Runner) -> Runner:
     def run(args: argparse.Namespace) -> int:
         try:
             return fn(args)
-        except (CliError, ValueError, FileNotFoundError, TypeError) as e:
+        except (CliError, ValueError, FileNotFoundError) as e:
             return _fail(str(e))
         except KeyboardInterrupt:
             return _fail("interrupted", 130)
@@ -577,7 +577,7 @@ def reproduce_cmd(args: argparse.Namespace) -> int:
 def _demo_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder (default runs/demo)")
     parser.add_argument("--epochs", type=int, default=12, help="epochs per run (default 12)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (default 3)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per variant (default 5)")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: 1 epoch, 1 seed
 
 

@@ -141,3 +141,13 @@ def test_demo_tiny(tmp_path, capsys):
     assert "norm=bn" in out and "norm=none" in out and "| rigl+sparseopt | 90% |" in out
     for name in ("results.csv", "results.md", "report.html"):
         assert (tmp_path / name).is_file()
+
+
+def test_console_entry_exit_status():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "sparseopt_edu.cli", "train", "--sparsity", "2"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "sparsity must be in [0.0, 1.0), got 2.0" in proc.stderr
