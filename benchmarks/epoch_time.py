@@ -25,9 +25,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from sparseopt_edu import data as data_mod  # noqa: E402
-from sparseopt_edu.models import resnet20  # noqa: E402
-from sparseopt_edu.train import TrainConfig, Trainer  # noqa: E402
+from sparseopt_edu import data as data_mod
+from sparseopt_edu.models import resnet20
+from sparseopt_edu.train import TrainConfig, Trainer
 
 
 def engine_epochs(args, method: str, sparseopt: bool, cuda_graphs) -> dict:

@@ -334,7 +334,7 @@ def _variants(extra: str) -> list[str]:
 
     variants = list(DEFAULT_VARIANTS)
     for item in [x.strip() for x in extra.split(",") if x.strip()]:
-        method, sparseopt = parse_variant(item)
+        method, _ = parse_variant(item)
         adds = [item] if ("+" in item or method == "dense") else [method, f"{method}+sparseopt"]
         variants += [v for v in adds if v not in variants]
     return variants
@@ -587,9 +587,9 @@ def demo_cmd(args: argparse.Namespace) -> int:
     """The headless tour on real digits: Fig. 3 skew numbers, then dense vs RigL vs RigL + SparseOpt at 90 percent sparsity."""
     import time
 
-    from .train import TrainConfig, grid
-
     import torch
+
+    from .train import TrainConfig, grid
 
     # Tiny MLP steps: one intra-op thread is as fast on an idle machine and 50x faster on a busy 2-core one
     # (measured: 0.1 s vs 7 s for the same 4-epoch run when other processes compete for the cores).
@@ -615,7 +615,6 @@ def demo_cmd(args: argparse.Namespace) -> int:
     print(grid.markdown_table(grid.summarize(rows)))
     print("At this scale the race usually shows no visible difference (PAPER.md section 4b): BN's scale "
           "invariance re-equalises the relative steps; the paper's gains are ~1 point on CIFAR-100 at 100 epochs.")
-    from . import report
 
     skew_html = f"<h2>Gradient skew at 90% sparsity</h2><pre>{format_skew(rows_skew)}</pre>"
     html = _write_compare_report(rows, args.out, "sparseopt-edu demo", [skew_html])

@@ -65,7 +65,7 @@ def test_train_from_config_file_and_json_output(tmp_path, capsys):
     (["reproduce", "table2", "--sparsities", "1.2"], "--sparsities must be numbers in (0, 1)"),
 ])
 def test_bad_values_give_clear_errors(capsys, argv, message):
-    code, out, err = run(capsys, *argv)
+    code, _out, err = run(capsys, *argv)
     assert code == 2
     assert message in err and err.startswith("sparseopt-edu: error:")
 
@@ -81,9 +81,9 @@ def test_bad_flags_exit_2(capsys, argv):
 
 
 def test_missing_cifar_is_a_clear_error(tmp_path, capsys):
-    code, out, err = run(capsys, "train", "--dataset", "cifar100", "--data-root", tmp_path, *TINY_TRAIN)
+    code, _out, err = run(capsys, "train", "--dataset", "cifar100", "--data-root", tmp_path, *TINY_TRAIN)
     assert code == 2 and "--download" in err and "cifar100 not found" in err
-    code, out, err = run(capsys, "reproduce", "table2", "--data-root", tmp_path)
+    code, _out, err = run(capsys, "reproduce", "table2", "--data-root", tmp_path)
     assert code == 2
     assert "sparseopt-edu train --dataset cifar100 --download" in err and "--dataset shapes or digits" in err
 
@@ -102,7 +102,7 @@ def test_skew_json_prints_only_rows(capsys):
 
 def test_skew_writes_html(tmp_path, capsys):
     out_file = tmp_path / "fig3.html"
-    code, out, err = run(capsys, "skew", "--norm", "ln", "--sparsities", "0.5,0.9", "--seeds", "1",
+    code, _out, err = run(capsys, "skew", "--norm", "ln", "--sparsities", "0.5,0.9", "--seeds", "1",
                          "--hidden", "32", "--out", out_file, "--threads", "1")
     assert code == 0, err
     text = out_file.read_text()
@@ -110,7 +110,7 @@ def test_skew_writes_html(tmp_path, capsys):
 
 
 def test_compare_writes_table_and_report(tmp_path, capsys):
-    code, out, err = run(capsys, "compare", *TINY_TRAIN, "--sparsities", "0.9", "--seeds", "1", "--methods", "set",
+    code, _out, err = run(capsys, "compare", *TINY_TRAIN, "--sparsities", "0.9", "--seeds", "1", "--methods", "set",
                          "--out", tmp_path, "--delta-t", "5")
     assert code == 0, err
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
@@ -148,6 +148,6 @@ def test_console_entry_exit_status():
     import sys
 
     proc = subprocess.run([sys.executable, "-m", "sparseopt_edu.cli", "train", "--sparsity", "2"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2 and proc.stdout == ""
     assert "sparsity must be in [0.0, 1.0), got 2.0" in proc.stderr

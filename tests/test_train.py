@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
 
 from sparseopt_edu.train import History, Recorder, TrainConfig, Trainer, train
 from sparseopt_edu.train.events import EPOCH_KEYS
+
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -19,8 +19,8 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-TINY = dict(model="mlp", dataset="digits", hidden=64, sparsity=0.9, batch_size=64, epochs=2, lr=0.05,
-            delta_t=5, log_every=5, progress=False)
+TINY = {"model": "mlp", "dataset": "digits", "hidden": 64, "sparsity": 0.9, "batch_size": 64, "epochs": 2, "lr": 0.05,
+            "delta_t": 5, "log_every": 5, "progress": False}
 
 
 def tiny(**kw) -> TrainConfig:
@@ -99,7 +99,7 @@ def _weights(trainer):
 
 @pytest.mark.parametrize("stop_at", [("epoch", 1), ("step", 13)])
 def test_resume_equals_uninterrupted(tmp_path, stop_at):
-    cfg = dict(method="rigl", sparseopt=True, epochs=3, delta_t=7, checkpoint_every_epochs=1)
+    cfg = {"method": "rigl", "sparseopt": True, "epochs": 3, "delta_t": 7, "checkpoint_every_epochs": 1}
     full = Trainer(tiny(**cfg, run_dir=str(tmp_path / "full")))
     h_full = full.run()
 

@@ -114,7 +114,7 @@ class TrainConfig:
             choice(name, AUTO_BOOL)
         for name in ("sparseopt", "nesterov", "compile", "resume", "download"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")  # noqa: TRY004 (config errors are ValueErrors)
         integer("hidden", 1)
         integer("depth", 1)
         integer("batch_size", 1)
@@ -167,9 +167,9 @@ class TrainConfig:
         return text
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         if not isinstance(d, dict):
-            raise ValueError(f"a config must be a JSON object (dict), got {type(d).__name__}")
+            raise ValueError(f"a config must be a JSON object (dict), got {type(d).__name__}")  # noqa: TRY004
         names = [f.name for f in fields(cls)]
         unknown = [k for k in d if k not in names]
         if unknown:
@@ -181,7 +181,7 @@ class TrainConfig:
         return cls(**d)
 
     @classmethod
-    def from_json(cls, text_or_path: str) -> "TrainConfig":
+    def from_json(cls, text_or_path: str) -> TrainConfig:
         """From JSON text, or from the path of a .json file."""
         text = text_or_path
         if not text.lstrip().startswith("{"):
@@ -193,7 +193,7 @@ class TrainConfig:
             raise ValueError(f"config is not valid JSON: {e}") from e
         return cls.from_dict(d)
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         d = self.to_dict()
         d.update(changes)
         return TrainConfig.from_dict(d)

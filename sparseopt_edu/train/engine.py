@@ -150,8 +150,8 @@ class Trainer:
         self.lr_schedule = LRSchedule(cfg.schedule, cfg.lr, self.total_steps, cfg.warmup_steps)
         self.dst = None
         if cfg.method != "dense":
-            kwargs = dict(delta_t=cfg.delta_t, alpha=cfg.alpha, t_end=cfg.t_end, total_steps=self.total_steps,
-                          seed=cfg.seed)
+            kwargs = {"delta_t": cfg.delta_t, "alpha": cfg.alpha, "t_end": cfg.t_end, "total_steps": self.total_steps,
+                          "seed": cfg.seed}
             if cfg.method in ("rigl", "srigl"):
                 kwargs["grow_from"] = cfg.grow_from
             self.dst = METHODS[cfg.method](self.masks, self.optimizer, **kwargs)
@@ -515,9 +515,9 @@ class Trainer:
             self.masks.load_state_dict(state["masks"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.features["cuda_graphs"]:  # keep the LR a device tensor (the graph reads it in place)
-            for group in self.optimizer.param_groups:
-                group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
+        for group in self.optimizer.param_groups:  # CUDA graphs read the LR from a device tensor, eager a float
+            lr = float(group["lr"])
+            group["lr"] = torch.tensor(lr, device=self.device) if self.features["cuda_graphs"] else lr
         self.lr_schedule.load_state_dict(state["lr_schedule"])
         if self.dst is not None:
             self.dst.load_state_dict(state["dst"])
@@ -536,7 +536,7 @@ class Trainer:
         self.resumed_from = os.fspath(path)
 
     @classmethod
-    def resume(cls, run_dir, callbacks=(), **overrides) -> "Trainer":
+    def resume(cls, run_dir, callbacks=(), **overrides) -> Trainer:
         """A Trainer that continues the run in ``run_dir`` (its config.json and checkpoint.pt)."""
         path = os.path.join(run_dir, CONFIG)
         if not os.path.isfile(path):

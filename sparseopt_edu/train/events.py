@@ -72,7 +72,7 @@ class History:
         return _clean(d)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "History":
+    def from_dict(cls, d: dict) -> History:
         h = cls()
         for k in EPOCH_KEYS:
             setattr(h, k, list(d.get(k, [])))
@@ -92,7 +92,7 @@ class History:
         return text
 
     @classmethod
-    def from_json(cls, path_or_text: str) -> "History":
+    def from_json(cls, path_or_text: str) -> History:
         text = path_or_text
         if not text.lstrip().startswith("{"):
             with open(path_or_text) as fh:
