@@ -75,7 +75,7 @@ class Panel:
         self._kick()
 
     def mode_text(self) -> str:
-        where = {"blocking": "blocking run (cell); buttons via kernel subshell", "thread": "background thread"}
+        where = {"blocking": "blocking run() in the cell; Start button trains in a thread", "thread": "background thread"}
         return f"mode: {where[self.mode]} [{self.frontend}]"
 
     def set_status(self, text: str) -> None:

@@ -13,6 +13,12 @@ Run modes (``pick_mode``):
                 deliver widget messages while a cell runs (Voila, VS Code, Colab, classic Notebook).
 A Start click while no loop is serving always starts a worker thread: a callback that trained in place would
 block the very subshell that must deliver the Stop click.
+
+Measured in our hermetic JupyterLab 4.6.6 + ipykernel 7.4.0 (tests/browser/test_interactions.py,
+``test_comm_reaches_busy_kernel``): although the kernel advertises "kernel subshells" and the setting is
+perCommTarget, the front end created no subshell and a click made while a cell was busy ran on the main thread
+only after the cell ended. So a Stop during a *blocking* ``run()`` takes effect only where subshells really
+deliver comms; Start/Stop/Reset during a run started from the Start button (worker thread) always work.
 """
 from __future__ import annotations
 

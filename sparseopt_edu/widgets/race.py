@@ -113,7 +113,8 @@ class RacePanel(TrainingPanel):
                                                  description="sparsity", style=sw))
         self._bind("optimizer", W.ToggleButtons(options=[("SGD vs SparseOpt+SGD", "sgd"),
                                                          ("Adam vs SparseOpt+Adam", "adam")],
-                                                value=st.optimizer, description="optimizer", style=sw))
+                                                value=st.optimizer, description="optimizer",
+                                                style={"button_width": "190px", **sw}))
         self._bind("method", W.Dropdown(options=[("static", "static"), ("SET", "set"), ("RigL", "rigl"),
                                                  ("SRigL", "srigl")], value=st.method, description="DST", style=sw))
         self._bind("seeds", W.IntSlider(value=st.seeds, min=1, max=5, description="seeds", style=sw))
@@ -150,7 +151,7 @@ class RacePanel(TrainingPanel):
         fig.update_yaxes(title_text="loss", type="log", row=1, col=1)
         fig.update_xaxes(title_text="epoch", row=1, col=2)
         fig.update_yaxes(title_text="accuracy", row=1, col=2)
-        fig.update_layout(height=420, width=1000, margin=dict(t=90, l=60, r=20, b=50), title=dict(text="race: idle"),
+        fig.update_layout(height=420, width=1000, margin=dict(t=110, l=60, r=20, b=50), title=dict(text="race: idle"),
                           legend=dict(orientation="h", y=-0.2))
         return go.FigureWidget(fig)
 
@@ -208,7 +209,7 @@ class RacePanel(TrainingPanel):
     def _status(self, word: str) -> None:
         st = self.state
         self.set_status(f"{word} · step {self.step} · sparsity {st.sparsity:.2f} · norm {st.norm} · optimizer "
-                        f"{st.optimizer} vs SparseOpt+{st.optimizer} · DST {st.method} · lr {st.lr:.3g} · "
+                        f"{st.optimizer} vs SparseOpt+{st.optimizer} · DST {st.method} · seeds {st.seeds} · lr {st.lr:.3g} · "
                         f"{self._current} · engine {engine_name() if self.engine == 'auto' else self.engine} · "
                         f"{self.mode_text()}")
 

@@ -114,7 +114,7 @@ class SkewPanel(Panel):
                                              readout_format=".2f", continuous_update=False,
                                              style={"description_width": "80px"}))
         self._bind("norm", W.ToggleButtons(options=[(NORM_LABELS[n], n) for n in diagnostics.NORMS],
-                                           value=st.norm, description="norm", style={"button_width": "90px"}))
+                                           value=st.norm, description="norm", style={"button_width": "110px"}))
         self._bind("seeds", W.BoundedIntText(value=st.seeds, min=1, max=10, description="seeds",
                                              layout=W.Layout(width="160px")))
         self.figure = self._build_figure()
