@@ -19,8 +19,30 @@ from .schedule import UpdateSchedule
 TINY = 1e-30  # tie-break noise: orders exact ties (e.g. weights regrown at 0) without reordering real values
 
 
-class NonFiniteUpdate(RuntimeError):
-    pass
+class MaskDisagreement(RuntimeError):
+    """Ranks of a distributed run ended a topology update with different masks."""
+
+
+def check_ranks_agree(masks: SparseMasks, step: int) -> None:
+    """Under torch.distributed, stop with a clear error if the ranks' masks differ (one small all-reduce).
+
+    Masks agree by construction (gradients are all-reduced by DDP before the snapshot, random choices come from
+    a generator seeded by (seed, step, layer)); this checks it after every update instead of trusting it.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    sums = masks.checksums()
+    low, high = sums.clone(), sums.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    differ = (low != high).nonzero().flatten().tolist()
+    if differ:
+        names = [masks.names[i] for i in differ]
+        raise MaskDisagreement(
+            f"after the topology update at step {step}, rank {dist.get_rank()} has masks that differ from other "
+            f"ranks in layers {names}. Ranks must see identical gradients (DDP) and the same DST seed."
+        )
 
 
 class DynamicSparsity:
@@ -129,6 +151,7 @@ class DynamicSparsity:
             if int(n_live) != n_expected:
                 raise RuntimeError(f"live count of {name!r} changed from {n_expected} to {int(n_live)}: drop/grow bug")
         self.masks.apply_masks(new_masks, counts=expected)
+        check_ranks_agree(self.masks, t)
         for name, new in new_masks.items():
             self._union[name] |= new
         self.updates.append({

@@ -257,6 +257,17 @@ class SparseMasks:
         return handle
 
     # ----- checks, persistence, removal ---------------------------------------------------------------------
+    @torch.no_grad()
+    def checksums(self) -> torch.Tensor:
+        """One float64 per layer that changes when any entry of the mask changes (for cross-rank checks)."""
+        sums = []
+        for module in self.modules.values():
+            mask = module.weight_mask.flatten()
+            idx = torch.arange(mask.numel(), device=mask.device, dtype=torch.int64)
+            code = ((idx * 2654435761) % 1_000_003).double() + 1.0  # a fixed pseudo-random weight per position
+            sums.append((code * mask).sum())
+        return torch.stack(sums)
+
     def inactive_max(self) -> dict[str, float]:
         """Max |weight| and max |optimizer state| outside the masks (both must be exactly 0)."""
         w_max = torch.zeros(())
