@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,6 +53,7 @@ def execute(path: Path, *, full: bool = False, timeout: int = 600, strip: bool =
             output: Path | None = None, keep_failed: bool = False) -> float:
     """Execute one notebook; return wall seconds. Raises nbclient's CellExecutionError on a failing cell."""
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,8 +63,12 @@ def execute(path: Path, *, full: bool = False, timeout: int = 600, strip: bool =
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(kernel_env(full))  # jupyter_client hands this process's environment to the kernel
+    # IPC sockets in a private folder, not TCP ports: several kernels started at once on one machine (parallel
+    # test runs, other sessions) can otherwise race for the same "free" port and receive each other's messages.
+    sockets = tempfile.mkdtemp(prefix="sparseopt-kernel-")
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "k"))
     client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", allow_errors=False,
+        nb, km=km, timeout=timeout, kernel_name="python3", allow_errors=False,
         resources={"metadata": {"path": str(path.parent.resolve())}},
     )
     t0 = time.perf_counter()
@@ -74,6 +81,7 @@ def execute(path: Path, *, full: bool = False, timeout: int = 600, strip: bool =
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        shutil.rmtree(sockets, ignore_errors=True)
     seconds = time.perf_counter() - t0
     if strip:
         strip_notebook(nb)

@@ -104,8 +104,8 @@ from sparseopt_edu.train import TrainConfig, grid
 base = TrainConfig(
     model="resnet20", dataset="digits", norm="bn", distribution="erk", sparsity=0.9, method="rigl",
     data_kwargs=dict(size=fast.pick(full=16, fast=8), channels=fast.pick(full=3, fast=1)),
-    batch_size=fast.pick(full=64, fast=32), steps=fast.pick(full=300, fast=80),
-    n_train=fast.pick(full=None, fast=480), delta_t=fast.pick(full=50, fast=15),
+    batch_size=fast.pick(full=64, fast=32), steps=fast.pick(full=300, fast=60),
+    n_train=fast.pick(full=None, fast=320), delta_t=fast.pick(full=50, fast=10),
     lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
     device="cpu" if fast.is_fast() else "auto", progress=False,
 )
