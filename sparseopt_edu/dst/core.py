@@ -131,9 +131,12 @@ class DynamicSparsity:
             self.updates.append({"step": t, "drop_fraction": fraction, "changed": {}})
             return False
         modules = list(self.masks.modules.values())
-        tensors = [g for g in self._grads.values()] + [m.weight for m in modules]
-        finite = torch.stack([torch.isfinite(x).all() for x in tensors]).all()
-        leaked = torch.stack([(m.weight * ~m.weight_mask).abs().max() for m in modules]).max()
+        weights = [m.weight.detach() for m in modules]
+        # foreach norms: a handful of kernels for all layers instead of a few per layer
+        norms = torch._foreach_norm(list(self._grads.values()) + weights)
+        finite = torch.isfinite(torch.stack(norms)).all()
+        outside = torch._foreach_addcmul(weights, weights, [m.weight_grad_mask for m in modules], value=-1)
+        leaked = torch.stack(torch._foreach_norm(outside, float("inf"))).max()
         summary = torch.stack([c.double() for c in checks] + [finite.double(), leaked.double()]).tolist()
         # ^ the one host sync of this update
         counts, (finite, leaked) = summary[:-2], summary[-2:]
