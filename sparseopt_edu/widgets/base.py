@@ -120,6 +120,39 @@ class Panel:
             self.error = exc
             self.set_status(f"error: {type(exc).__name__}: {exc}")
             traceback.print_exc()
+        else:
+            if self.frontend == "voila":
+                for delay in (2.0, 5.0, 10.0):
+                    t = threading.Timer(delay, self._resend)
+                    t.daemon = True
+                    t.start()
+
+    def _resend(self) -> None:
+        """Voila drops widget updates made while it still executes the notebook (ENV.md): a run that ended
+        during execution would leave an empty figure. Re-send the final state a few seconds later, holding the
+        serving claim like any loop (skipped if a new run serves)."""
+        if not self.controller.claim():
+            return
+        try:
+            self._redraw_all()
+        finally:
+            with self.controller._lock:
+                self.controller.serving = False
+        if not self.controller._req.empty:
+            self._kick()
+
+    def _redraw_all(self) -> None:
+        """Send every trace and the title again (subclasses with figures override ``_flush``)."""
+        fig = getattr(self, "figure", None)
+        flush = getattr(self, "_flush", None)
+        if fig is None or flush is None:
+            return
+        with fig.batch_update():
+            for trace in fig.data:
+                trace.x, trace.y = [], []
+            fig.layout.title.text = " "
+        flush()
+        self.status.value = self.status.value + " "  # a changed value is sent again
 
     def _handle(self, req: Requests) -> None:
         raise NotImplementedError

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from .test_dashboard_voila import voila_server  # noqa: F401  (fixture)
 from .conftest import (
     SEL_SLIDER_HANDLE,
     assert_no_errors,
@@ -135,3 +136,24 @@ def test_comm_reaches_busy_kernel(page, lab_server):
     out = page.locator(".jp-OutputArea-output", has_text="LOOP END").first
     out.wait_for(timeout=40_000)
     assert "clicked during cell" in (out.text_content() or "")
+
+
+def test_voila_race_thread_mode(page, voila_server):
+    """Under Voila (no subshells) the panel picks the thread mode, says so, and Start/Stop work."""
+    from .conftest import REPO_ROOT
+    from .test_dashboard_voila import open_dashboard
+
+    server = voila_server(REPO_ROOT / NB04)
+    open_dashboard(page, server)
+    _status(page, "mode: background thread [voila]", timeout_s=180)
+    page.locator(TITLE, has_text="final test acc").first.wait_for(timeout=120_000)
+    screenshot(page, "voila_04_race_after_load", full_page=True)
+    seeds = page.locator(".widget-slider", has_text="seeds").locator(".noUi-handle").first
+    seeds.scroll_into_view_if_needed()
+    drag_slider(page, seeds, 300)
+    _status(page, "seeds 5", timeout_s=30)
+    page.locator("button.jupyter-button", has_text="Start").first.click()
+    _status(page, "running · step", timeout_s=60)
+    page.locator("button.jupyter-button", has_text="Stop").first.click()
+    _status(page, "stopped", timeout_s=60)
+    screenshot(page, "voila_04_race_stopped", full_page=True)
