@@ -109,7 +109,7 @@ class DSTPanel(TrainingPanel):
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="slope raw", line=dict(color="#d62728")), 2, 2)
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="slope corrected",
                                  line=dict(color="#1f77b4", dash="dot")), 2, 2)
-        fig.update_layout(barmode="overlay", height=560, width=1000, margin=dict(t=90, l=60, r=20, b=40),
+        fig.update_layout(barmode="overlay", height=560, width=1000, margin=dict(t=110, l=60, r=20, b=40),
                           title=dict(text="DST: idle"), legend=dict(orientation="h", y=-0.08))
         fig.update_xaxes(title_text="live weights per neuron", row=1, col=1)
         for r, c in ((1, 2), (2, 1), (2, 2)):
@@ -128,10 +128,11 @@ class DSTPanel(TrainingPanel):
     def _flush(self) -> None:
         u = self.updates
         steps = [r["step"] for r in u]
+        top = max([i for h in (self.hist0, self.hist) for i, v in enumerate(h) if v] or [0]) + 2
         with self.figure.batch_update():
             d = self.figure.data
-            d[0].x, d[0].y = list(range(len(self.hist0))), self.hist0
-            d[1].x, d[1].y = list(range(len(self.hist))), self.hist
+            d[0].x, d[0].y = list(range(min(top, len(self.hist0)))), self.hist0[:top]
+            d[1].x, d[1].y = list(range(min(top, len(self.hist)))), self.hist[:top]
             d[2].x, d[2].y = steps, [r["fan_in_cv"] for r in u]
             d[3].x, d[3].y = steps, [r["itop"] for r in u]
             d[4].x, d[4].y = steps, [r["slope_raw"] for r in u]

@@ -157,3 +157,25 @@ def test_voila_race_thread_mode(page, voila_server):
     page.locator("button.jupyter-button", has_text="Stop").first.click()
     _status(page, "stopped", timeout_s=60)
     screenshot(page, "voila_04_race_stopped", full_page=True)
+
+
+def test_dst_panel_switch_method_and_run(page, lab_server):
+    """Notebook 03: after Run All the DST figure shows topology updates; switching to SET and pressing Start
+    trains again (worker thread) and the title reports SET's updates."""
+    open_notebook(page, lab_server, "notebooks/03_dynamic_sparse_training.ipynb")
+    run_all(page, timeout_s=240)
+    assert_no_errors(page)
+    wait_widgets(page)
+    page.locator(TITLE, has_text="RigL").first.wait_for(timeout=30_000)
+    page.locator(TITLE, has_text="update").first.wait_for(timeout=30_000)
+    fig = page.locator(".js-plotly-plot").first
+    fig.scroll_into_view_if_needed()
+    screenshot(page, "interact_03_rigl")
+    page.locator("button.widget-toggle-button", has_text="SET").first.click()
+    _status(page, "DST set", timeout_s=30)
+    page.locator("button.jupyter-button", has_text="Start").first.click()
+    _status(page, "running", timeout_s=60)
+    _status(page, "done", timeout_s=180)
+    page.locator(TITLE, has_text="SET").first.wait_for(timeout=30_000)
+    fig.scroll_into_view_if_needed()
+    screenshot(page, "interact_03_set")
