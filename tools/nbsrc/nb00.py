@@ -31,7 +31,7 @@ incoming weights has σᵢ ∝ √dᵢ, so its gradients are **amplified by 1/�
 scaled but *rotated* (the paper calls it *gradient skew*), and every DST topology update makes it jump.
 **SparseOpt** multiplies each neuron's gradient back by √(dᵢ / d̄) before any optimizer (SGD, Adam, ...) sees it.
 The paper reports about +1 accuracy point for ResNet-20 + RigL on CIFAR-100 at 90–97% sparsity and 100 epochs,
-shrinking with longer training, and +0.5 to +1.2 points for ResNet-50 on ImageNet.
+mostly shrinking with longer training, and +0.5 to +1.3 points for ResNet-50 on ImageNet.
 
 **The limits (what you will also see, measured, in this course).**
 - The raw skew is real and easy to measure (notebook 02): the ratio follows 1/√(1 − s) with Batch Norm.
@@ -177,7 +177,7 @@ md(r"""
 2. Sparsity is structural: the panel rebuilds the model and **restarts**. The learning rate is rate-like: it
    **applies live** to the running training.
 3. No. The paper measured gains of about one point on CIFAR-100 at 90–97% sparsity over 100+ epochs on GPUs,
-   shrinking with longer training. At small scale Batch Norm's scale invariance re-equalises the steps, and the
+   mostly shrinking with longer training. At small scale Batch Norm's scale invariance re-equalises the steps, and the
    difference is within seed noise. Both statements are measurements; the course shows you both.
 </details>
 """),

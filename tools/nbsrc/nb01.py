@@ -145,7 +145,7 @@ md(r"""
 **Try this.**
 - Switch the distribution between *uniform*, *er* and *erk* at sparsity 0.90 and watch `conv1` and `fc`. Which
   rule starves the first layer, and why is that a bad idea for a layer with only 3 input channels?
-- Lower the sparsity to 0.60 with *erk*: the first layers hit density 1 (the dense-capacity loop at work).
+- Lower the sparsity to 0.60 with *erk*: `conv1`, all of stage 1 and `fc` hit density 1 (the dense-capacity loop at work).
 - Pick `layer3.0.conv2` and raise the sparsity from 0.90 to 0.98: the histogram widens *relative to its mean*.
   A random mask gives each neuron a Binomial(fan-in, d) number of live weights, whose relative spread is
   √((1 − d)/(d · fan-in)). That spread is small at initialisation; notebook 03 shows RigL making it large.
