@@ -96,7 +96,9 @@ variants means something only if it is larger than the spread over seeds (the di
 
 Without CIFAR-100 (and always in fast mode) we run the *same harness* small: ResNet-20 with RigL at 90% ERK,
 baseline vs SparseOpt, 2 seeds each, on scikit-learn's real handwritten digits (8×8 in fast mode, upsampled to
-16×16 otherwise), a few hundred steps at most, ΔT shortened so that several topology updates happen.
+16×16 otherwise), a few hundred steps at most, ΔT shortened so that several topology updates happen. Measured
+on our 2-core CPU: about 10–40 s in fast mode and about 7 minutes in full mode (4 runs of 300 steps), depending
+on the machine's load.
 """),
 code(r"""
 from sparseopt_edu.train import TrainConfig, grid
