@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -286,16 +288,32 @@ def train_cmd(args: argparse.Namespace) -> int:
         cfg = _config_from_args(args, run_dir=run_dir)
         _check_dataset(cfg)
         trainer = Trainer(cfg, callbacks=[] if args.json else [_print_epochs])
-    if not args.json:
+    from .train import distributed
+
+    talk = trainer.is_main  # under torchrun only rank 0 prints and writes
+    if not args.json and talk:
+        ddp = f" ranks={trainer.dist.world_size}" if trainer.dist is not None else ""
         print(f"training {trainer.config.model} on {trainer.config.dataset}: method={trainer.config.method} "
               f"sparseopt={trainer.config.sparseopt} sparsity={trainer.config.sparsity} "
-              f"steps={trainer.total_steps} device={trainer.device}")
-    history = trainer.run()
-    if args.json:
+              f"steps={trainer.total_steps} device={trainer.device}{ddp}")
+    # SIGTERM (a scheduler or a kill) ends the run like Ctrl-C: the last checkpoint stays, records are written.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if threading.current_thread() is threading.main_thread() \
+        else None
+    try:
+        history = trainer.run()
+    finally:
+        distributed.shutdown()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if args.json and talk:
         print(json.dumps(history.to_dict()))
-    else:
+    elif talk:
         print(f"end: {history.reason}" + (f"; files in {run_dir}" if run_dir else ""))
     return {"done": 0, "stopped": 0, "nan": 3, "interrupted": 130}[history.reason]
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _print_epochs(event) -> None:

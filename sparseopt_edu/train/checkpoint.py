@@ -53,4 +53,13 @@ def load(path, map_location="cpu") -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}: train with run_dir=... first (resume needs checkpoint.pt)")
     # weights_only=False: the checkpoint holds Python RNG state and small dicts we wrote ourselves
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # truncated zip, wrong file, unpickling errors: all mean "not a usable checkpoint"
+        raise ValueError(
+            f"checkpoint {path} is damaged or is not a sparseopt-edu checkpoint ({type(e).__name__}: {e}). "
+            "It was left untouched; resume from a copy, or start a new run under another --name."
+        ) from e
+    if not isinstance(state, dict) or "model" not in state or "version" not in state:
+        raise ValueError(f"{path} is not a sparseopt-edu checkpoint (no 'model'/'version' entries)")
+    return state

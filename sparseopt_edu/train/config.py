@@ -72,6 +72,7 @@ class TrainConfig:
     data_kwargs: dict = field(default_factory=dict)
     init: str = "dense"
     max_grad_norm: float | None = None
+    sync_bn: object = "auto"  # under torchrun: SyncBatchNorm on CUDA ("auto"), per-rank BN statistics on CPU
 
     def __post_init__(self):
         self.dense_layers = tuple(self.dense_layers or ())
@@ -110,7 +111,7 @@ class TrainConfig:
         choice("grow_from", ("raw", "corrected"))
         choice("skew_every", ("update", "never"))
         choice("init", ("dense", "sparse"))
-        for name in ("amp", "channels_last", "cuda_graphs", "progress"):
+        for name in ("amp", "channels_last", "cuda_graphs", "progress", "sync_bn"):
             choice(name, AUTO_BOOL)
         for name in ("sparseopt", "nesterov", "compile", "resume", "download"):
             if not isinstance(getattr(self, name), bool):

@@ -30,6 +30,7 @@ from ..models import build_model
 from ..optim import SparseOpt
 from ..sparse import sparsify
 from . import checkpoint as ckpt
+from . import distributed
 from .config import TrainConfig
 from .events import Event, History
 from .runs import CHECKPOINT, CONFIG, write_records
@@ -101,8 +102,13 @@ class Trainer:
             config = TrainConfig.from_dict(config)
         config.validate()
         self.config = cfg = config
-        self.callbacks = list(callbacks)
         self.device = resolve_device(cfg.device)
+        self.dist = distributed.from_env(self.device.type)
+        if self.dist is not None and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        self.is_main = self.dist is None or self.dist.is_main
+        self.callbacks = list(callbacks) if self.is_main else []  # events, logs and records on rank 0 only
         cuda = self.device.type == "cuda"
         conv = cfg.model != "mlp"
         self.features = {
@@ -110,7 +116,9 @@ class Trainer:
             "channels_last": cuda and conv and _auto(cfg.channels_last, True),
             "compile": bool(cfg.compile),
             # CUDA graphs: on by default on CUDA (compile, when asked, then runs inside the graph)
-            "cuda_graphs": cuda and _auto(cfg.cuda_graphs, True),
+            "cuda_graphs": cuda and _auto(cfg.cuda_graphs, True) and self.dist is None,
+            "ddp": self.dist is not None,
+            "sync_bn": self.dist is not None and cuda and _auto(cfg.sync_bn, True),
         }
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -120,6 +128,8 @@ class Trainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.data = self._load_data()
+        if self.dist is not None:
+            self.data = distributed.shard(self.data, self.dist)
         self.model = build_model(cfg.model, num_classes=self.data.num_classes, in_shape=self.data.shape,
                                  norm=cfg.norm, **({"hidden": cfg.hidden, "depth": cfg.depth}
                                                    if cfg.model == "mlp" else {})).to(self.device)
@@ -130,10 +140,14 @@ class Trainer:
         if cfg.method != "dense":
             self.masks = sparsify(self.model, cfg.sparsity, cfg.distribution, dense=cfg.dense_layers, seed=cfg.seed,
                                   fan_in="constant" if cfg.method == "srigl" else "random", init=cfg.init)
+        if self.features["sync_bn"]:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.forward_model = self.model
+        if self.dist is not None:
+            self.forward_model = distributed.wrap(self.model, self.dist, self.device, sync_bn=False)
         if self.features["compile"]:
             mode = "max-autotune-no-cudagraphs" if self.features["cuda_graphs"] else None
-            self.forward_model = torch.compile(self.model, mode=mode)
+            self.forward_model = torch.compile(self.forward_model, mode=mode)
 
         self.train_loader = self.data.loader("train", cfg.batch_size, self.device, seed=cfg.seed,
                                              memory_format=memory_format)
@@ -477,7 +491,7 @@ class Trainer:
         self.history.meta["wall_s"] = self.history.meta.get("wall_s", 0.0) + time.perf_counter() - t_start
         self.history.meta["device"] = str(self.device)
         self.history.meta["features"] = dict(self.features)
-        if cfg.run_dir:
+        if cfg.run_dir and self.is_main:
             write_records(cfg.run_dir, cfg, self.history)
         self._stop.clear()
         self._emit("end", {"reason": reason, "history": self.history})
@@ -514,14 +528,21 @@ class Trainer:
 
     def save_checkpoint(self, path=None) -> str:
         path = path or os.path.join(self.config.run_dir, CHECKPOINT)
-        ckpt.atomic_save(self.state_dict(), path)
+        if self.is_main:  # ranks hold identical weights, masks and optimizer state
+            ckpt.atomic_save(self.state_dict(), path)
         return path
 
     def load_checkpoint(self, path) -> None:
         state = ckpt.load(path)
-        if self.masks is not None:
-            self.masks.load_state_dict(state["masks"])
-        self.model.load_state_dict(state["model"])
+        try:
+            if self.masks is not None:
+                self.masks.load_state_dict(state["masks"])
+            self.model.load_state_dict(state["model"])
+        except (RuntimeError, ValueError, TypeError, KeyError) as e:
+            raise ValueError(
+                f"checkpoint {path} does not fit this run's model ({e}); was it written for another "
+                "configuration? Resume with the run's own config.json (sparseopt-edu train --name ... --resume)."
+            ) from e
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # CUDA graphs read the LR from a device tensor, eager a float
             lr = float(group["lr"])
