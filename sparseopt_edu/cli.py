@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from . import __version__
 from .doctor import environment_report, format_report
+from .paper import TABLE2
 
 __all__ = ["COMMANDS", "build_parser", "command", "environment_report", "main"]
 
@@ -498,17 +499,6 @@ def format_skew(rows) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- reproduce
-#: PAPER.md section 3, Table 2 (ResNet-20, CIFAR-100, RigL): (sparsity, method) -> {epochs: (mean, std)}
-PAPER_TABLE2 = {
-    (0.90, "sparseopt"): {100: (61.34, 0.35), 200: (63.12, 0.39), 300: (64.30, 0.08), 500: (65.22, 0.40)},
-    (0.90, "baseline"): {100: (60.66, 0.43), 200: (62.93, 0.17), 300: (63.77, 0.35), 500: (64.66, 0.17)},
-    (0.95, "sparseopt"): {100: (56.80, 0.49), 200: (59.91, 0.45), 300: (60.67, 0.63), 500: (61.74, 0.35)},
-    (0.95, "baseline"): {100: (55.80, 0.73), 200: (59.22, 0.55), 300: (60.00, 0.54), 500: (61.45, 0.65)},
-    (0.97, "sparseopt"): {100: (53.95, 0.40), 200: (57.01, 0.19), 300: (57.62, 0.59), 500: (58.35, 0.34)},
-    (0.97, "baseline"): {100: (52.53, 0.35), 200: (54.87, 0.78), 300: (56.50, 0.33), 500: (57.32, 0.16)},
-}
-
-
 def _reproduce_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("table", choices=("table2",), help="which table (table2: ResNet-20 CIFAR-100 RigL)")
     parser.add_argument("--epochs", type=int, default=100, help="epochs per run (paper: 100/200/300/500)")
@@ -547,7 +537,7 @@ def format_table2(rows, epochs: int) -> str:
             s = summary.get((variant, sp))
             ours = "n/a" if s is None or s["test_acc_mean"] is None else \
                 f"{100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f} (n={s['seeds']})"
-            paper = PAPER_TABLE2.get((round(sp, 2), label), {}).get(column)
+            paper = TABLE2.get((round(sp, 2), label), {}).get(column)
             paper_txt = f"{paper[0]:.2f} ± {paper[1]:.2f}" if paper else "—"
             lines.append(f"| {sp:.0%} | {'SparseOpt' if label == 'sparseopt' else 'baseline'} | {ours} | {paper_txt} |")
     return "\n".join(lines) + "\n"
