@@ -152,5 +152,5 @@ def disagreeing_worker(rank, port):
 
 
 def test_rank_disagreement_stops_with_clear_error():
-    with pytest.raises(Exception, match="differ from other ranks"):
+    with pytest.raises(Exception, match="differs from other ranks"):
         mp.spawn(disagreeing_worker, args=(free_port(),), nprocs=WORLD, join=True)

@@ -32,16 +32,21 @@ def check_ranks_agree(masks: SparseMasks, step: int) -> None:
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return
-    sums = masks.checksums()
+    modules = list(masks.modules.values())
+    with torch.no_grad():  # per layer: mask checksum, weight sum, SparseOpt-scale sum (bitwise equal under DDP)
+        sums = torch.stack([masks.checksums(),
+                            torch.stack([m.weight.detach().double().sum() for m in modules]),
+                            torch.stack([m.weight_grad_scale.double().sum() for m in modules])])
     low, high = sums.clone(), sums.clone()
     dist.all_reduce(low, op=dist.ReduceOp.MIN)
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
-    differ = (low != high).nonzero().flatten().tolist()
+    differ = (low != high).nonzero().tolist()
     if differ:
-        names = [masks.names[i] for i in differ]
+        what = ("masks", "weights", "SparseOpt scales")
+        found = sorted({f"{what[i]} of {masks.names[j]}" for i, j in differ})
         raise MaskDisagreement(
-            f"after the topology update at step {step}, rank {dist.get_rank()} has masks that differ from other "
-            f"ranks in layers {names}. Ranks must see identical gradients (DDP) and the same DST seed."
+            f"after the topology update at step {step}, rank {dist.get_rank()} differs from other ranks in "
+            f"{', '.join(found)}. Ranks must see identical gradients (DDP) and use the same DST seed."
         )
 
 
