@@ -1,9 +1,9 @@
 """Data-parallel scaling of RigL + SparseOpt training: images/s on 1 and N GPUs, measured in one call.
 
 ResNet-18 (CIFAR stem), batch 256 per GPU, bf16, RigL (delta_t 100) + SparseOpt at 90% ERK, synthetic data
-resident on each GPU, DDP (broadcast_buffers=False, SyncBatchNorm), eager steps. Throughput is the global
+resident on each GPU, DDP (broadcast_buffers=False), eager steps. Throughput is the global
 images/s of the steady state (median of the logged windows after the first). Efficiency = images/s on N GPUs
-over N x images/s on 1 GPU (target >= 90%). Also a correctness run: ResNet-20 on `shapes` (100 classes) for a
+over N x images/s on 1 GPU (target >= 90%), with per-rank BN statistics and with SyncBatchNorm. Also a correctness run: ResNet-20 on `shapes` (100 classes) for a
 few epochs on N GPUs, where every topology update checks that masks, weights and SparseOpt scales agree
 on all ranks (dst.core.check_ranks_agree raises otherwise).
 
@@ -37,7 +37,8 @@ def worker(args) -> None:
         cfg = TrainConfig(model="resnet18", dataset="fake", data_kwargs={"num_classes": 10},
                           n_train=256 * args.steps_per_epoch * int(os.environ["WORLD_SIZE"]), n_test=256,
                           method="rigl", sparsity=0.9, epochs=args.epochs, batch_size=256, delta_t=100,
-                          progress=False, log_every=50, eval_every_epochs=args.epochs, skew_every="never")
+                          progress=False, log_every=50, eval_every_epochs=args.epochs, skew_every="never",
+                          sync_bn=args.sync_bn)
     trainer = Trainer(cfg)
     history = trainer.run()
     if trainer.is_main:
@@ -73,6 +74,7 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=20000, help="shapes images for the correctness run")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--correctness", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--sync-bn", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
     if args.worker:
@@ -83,15 +85,19 @@ def main(argv=None) -> int:
     print(f"correctness on {args.gpus} ranks: {correct['topology_updates']} topology updates, ranks agreed at "
           f"each; reason {correct['reason']}; test acc {correct['final_test_acc']}; SyncBN {correct['sync_bn']}")
     one = launch(1, common)
-    many = launch(args.gpus, common)
+    many = launch(args.gpus, common)  # per-rank BatchNorm statistics
+    synced = launch(args.gpus, [*common, "--sync-bn"])  # SyncBatchNorm: a collective per BN layer and pass
     eff = many["images_per_s"] / (args.gpus * one["images_per_s"])
+    eff_sync = synced["images_per_s"] / (args.gpus * one["images_per_s"])
     print(f"ResNet-18 bf16, batch 256/GPU, RigL + SparseOpt, {one['device']}")
-    print(f"1 GPU: {one['images_per_s']:.0f} images/s   {args.gpus} GPUs: {many['images_per_s']:.0f} images/s   "
-          f"efficiency {100 * eff:.1f}% (target >= 90%)")
+    print(f"1 GPU: {one['images_per_s']:.0f} images/s")
+    print(f"{args.gpus} GPUs, per-rank BN: {many['images_per_s']:.0f} images/s, efficiency {100 * eff:.1f}% (target >= 90%)")
+    print(f"{args.gpus} GPUs, SyncBatchNorm: {synced['images_per_s']:.0f} images/s, efficiency {100 * eff_sync:.1f}%")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"ddp_scaling_{args.gpus}gpu.json").write_text(json.dumps(
-        {"correctness": correct, "one": one, "many": many, "efficiency": eff}, indent=2) + "\n")
+        {"correctness": correct, "one": one, "many": many, "efficiency": eff, "many_sync_bn": synced,
+         "efficiency_sync_bn": eff_sync}, indent=2) + "\n")
     return 0
 
 

@@ -514,7 +514,7 @@ def _reproduce_args(parser: argparse.ArgumentParser) -> None:
 
 
 def table2_config(args):
-    """PAPER.md section 3 recipe: ResNet-20, SGD 0.1 Nesterov, cosine, wd 5e-4, batch 128, ERK, RigL defaults."""
+    """docs/method.md section 3 recipe: ResNet-20, SGD 0.1 Nesterov, cosine, wd 5e-4, batch 128, ERK, RigL defaults."""
     from .train import TrainConfig
 
     data_kwargs = {"num_classes": 100} if args.dataset == "shapes" else {}
@@ -574,7 +574,7 @@ def reproduce_cmd(args: argparse.Namespace) -> int:
     from . import report
 
     with open(paths["md"], "a") as fh:
-        fh.write("\n## Beside the paper (PAPER.md section 3)\n\n" + table + note)
+        fh.write("\n## Beside the paper (docs/method.md section 3)\n\n" + table + note)
     html = _write_compare_report(rows, out, f"Table 2 reproduction ({args.dataset}, {args.epochs} epochs)",
                                  [report.markdown_to_html_table(table)])
     print(f"wrote {paths['csv']}, {paths['md']}, {html}")
@@ -621,7 +621,7 @@ def demo_cmd(args: argparse.Namespace) -> int:
     rows, paths = _run_grid(base, list(grid.DEFAULT_VARIANTS), ns, args.out, "Demo: digits, 90% sparsity")
     print()
     print(grid.markdown_table(grid.summarize(rows)))
-    print("At this scale the race usually shows no visible difference (PAPER.md section 4b): BN's scale "
+    print("At this scale the race usually shows no visible difference (docs/method.md section 4b): BN's scale "
           "invariance re-equalises the relative steps; the paper's gains are ~1 point on CIFAR-100 at 100 epochs.")
 
     skew_html = f"<h2>Gradient skew at 90% sparsity</h2><pre>{format_skew(rows_skew)}</pre>"

@@ -7,7 +7,7 @@
 (c) ``rotation_angles``: the angle between the raw and the corrected gradient of each layer.
 (d) ``mask_report``: ITOP rate, fan-in histograms, active neurons, max |inactive weight| and state (must be 0).
 (e) ``NeuronStepTracker``: per-neuron relative step |dw_i|/|w_i| and weight norm |w_i| against density over
-    training (PAPER.md section 4b: BN's scale invariance re-equalises the relative step within a few steps).
+    training (docs/method.md section 4b: BN's scale invariance re-equalises the relative step within a few steps).
 Functions that read ``.grad`` must be called after backward and before the optimizer step (which masks it).
 """
 from __future__ import annotations
@@ -168,7 +168,7 @@ def skew_slope(
 
     Inputs are zero-mean independent Gaussians (the derivation's assumption) unless ``data`` is given.
     Theory: -0.5 with BN; measured about -0.42 at fan-in 64 and -0.475 at 256, because BN's gradient is
-    orthogonal to w_i, which removes one of the k live directions (PAPER.md section 2).
+    orthogonal to w_i, which removes one of the k live directions (docs/method.md section 2).
     """
     raw, corrected = [], []
     for seed in range(seeds):

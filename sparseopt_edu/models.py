@@ -1,7 +1,7 @@
 """Models whose normalization layer is a constructor argument.
 
 Why: the whole course compares the same network with and without Batch Norm (the source of the gradient
-skew, PAPER.md section 1). Following timm, every builder takes ``norm=`` ("bn", "ln", "gn", "none") instead of
+skew, docs/method.md section 1). Following timm, every builder takes ``norm=`` ("bn", "ln", "gn", "none") instead of
 forking the model, so "BN on/off" is one argument everywhere: notebooks, trainer and CLI.
 
 Builders:

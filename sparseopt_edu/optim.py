@@ -1,6 +1,6 @@
 """SparseOpt: per-neuron correction of BatchNorm's gradient skew, wrapped around any elementwise optimizer.
 
-PAPER.md section 2. With BN, every incoming gradient of neuron i is amplified by about (1 - s_i)^(-1/2). SparseOpt
+docs/method.md section 2. With BN, every incoming gradient of neuron i is amplified by about (1 - s_i)^(-1/2). SparseOpt
 multiplies it back by sqrt(d_i / d_mean) (d_i = 1 - s_i the neuron's density, d_mean its mean over the layer's
 active neurons), then hands the corrected gradient to the inner optimizer. In this library that multiply is
 the same in-place foreach multiply that enforces the mask, so the correction costs nothing extra.

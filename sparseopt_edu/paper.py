@@ -1,4 +1,4 @@
-"""The paper's published numbers (Adnan et al., ICML 2026; PAPER.md section 3), as data the notebooks plot.
+"""The paper's published numbers (Adnan et al., ICML 2026; docs/method.md section 3), as data the notebooks plot.
 
 Top-1 test accuracy in percent. Kept here, not in a notebook, so a figure, a test and the CLI all compare
 against the same numbers. Nothing here is measured by us.

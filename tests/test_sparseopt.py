@@ -101,7 +101,7 @@ def test_corrected_minus_raw_slope_is_one_half():
 
 
 def test_physics_raw_slope_minus_half_corrected_flat():
-    """With BN, fan-in 256, zero-mean independent inputs, 5 seeds (PAPER.md: about -0.475 at fan-in 256)."""
+    """With BN, fan-in 256, zero-mean independent inputs, 5 seeds (docs/method.md: about -0.475 at fan-in 256)."""
     result = skew_slope(fan_in=256, neurons=256, seeds=5, norm="bn")
     assert result["slope_raw"] == pytest.approx(-0.5, abs=0.15)
     assert result["slope_corrected"] == pytest.approx(0.0, abs=0.15)

@@ -1,6 +1,6 @@
 """One generic drop-then-grow core; SET, RigL and SRigL differ only in how they score and grow.
 
-Precise rules (PAPER.md section 4): per layer drop floor(f * n_active) live connections with the smallest |w|
+Precise rules (docs/method.md section 4): per layer drop floor(f * n_active) live connections with the smallest |w|
 (ties broken by tiny seeded noise), then grow as many among the non-survivors (a connection dropped in this
 update may come back, and then keeps its value and state). What changes is the net difference between the old
 and the new mask: grown weights start at exactly 0, and every per-element optimizer state of dropped and grown

@@ -1,6 +1,6 @@
 """Layer-wise sparsity distributions: how many weights each masked layer keeps.
 
-RigL's definitions (Evci et al. 2020; PAPER.md section 4):
+RigL's definitions (Evci et al. 2020; docs/method.md section 4):
 - ``uniform``: every masked layer at the same sparsity.
 - ``er``: density proportional to (n_in + n_out) / (n_in * n_out) (Erdos-Renyi; kernel size ignored).
 - ``erk``: density proportional to sum(dims) / prod(dims) over (n_out, n_in, kh, kw) (Erdos-Renyi-Kernel).

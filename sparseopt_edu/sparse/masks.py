@@ -6,7 +6,7 @@ step, by one cached tensor: the mask (baseline) or the mask times the per-neuron
 optimizer state an *elementwise* optimizer then never moves an inactive weight, and the unmasked backward still
 holds the dense gradient that RigL needs for growth.
 
-A *neuron* is an output row of a Linear weight or an output channel of a Conv2d weight (PAPER.md section 2).
+A *neuron* is an output row of a Linear weight or an output channel of a Conv2d weight (docs/method.md section 2).
 """
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ class SparseMasks:
         return self.neuron_live(name).float() / self.fan_in(name)
 
     def neuron_scale(self, name: str) -> torch.Tensor:
-        """SparseOpt's per-neuron factor sqrt(d_i / d_mean); 0 for an empty neuron (PAPER.md section 2)."""
+        """SparseOpt's per-neuron factor sqrt(d_i / d_mean); 0 for an empty neuron (docs/method.md section 2)."""
         live = self.neuron_live(name)
         return _density_ratio(live).sqrt().to(self.modules[name].weight.dtype)
 

@@ -1,6 +1,6 @@
 """The training loop: eager on CPU (the reference), one CUDA graph per step on CUDA; events for subscribers.
 
-One step, in this order (PAPER.md section 5: the optimizer step runs on an update step, then the topology
+One step, in this order (docs/method.md section 5: the optimizer step runs on an update step, then the topology
 changes): LR for this step -> forward (bf16 autocast + channels_last on CUDA only) -> backward -> on topology
 update steps only, a snapshot of the skew metrics from the raw gradient -> ``optimizer.step()`` (SparseOpt with the
 correction on, SparseOpt(enabled=False) for the exact masked baseline, the plain optimizer for ``method="dense"``)

@@ -4,7 +4,7 @@ Subscribes to the trainer's "topology" events (docs/TRAINER_API.md: ``itop``, ``
 ``slope_corrected``, ``rotation_deg``, ``fan_in_cv``) and draws, live: the fan-in histogram of the first
 sparse layer (at the start in gray, now in color), the per-neuron fan-in heterogeneity (coefficient of
 variation) per update, the ITOP rate (Liu et al. 2021) and the skew slope (log |grad| on log density) measured
-right after each update. PAPER.md §1: layer-wide top-k drop/grow lets per-neuron fan-ins drift apart, so the
+right after each update. docs/method.md §1: layer-wide top-k drop/grow lets per-neuron fan-ins drift apart, so the
 skew is re-shaped at every update; SRigL keeps fan-in constant.
 """
 from __future__ import annotations

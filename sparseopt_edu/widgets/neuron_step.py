@@ -1,4 +1,4 @@
-"""How training responds to the skew (notebook 04, PAPER.md §4b), with ``diagnostics.NeuronStepTracker``.
+"""How training responds to the skew (notebook 04, docs/method.md §4b), with ``diagnostics.NeuronStepTracker``.
 
 One hidden layer whose neurons keep log-uniformly spread densities (a 100x range), BN after it, trained a few
 SGD steps on the real MNIST subset (fan-in 784) with and without SparseOpt. Not on 8x8 digits: with fan-in 64

@@ -3,7 +3,7 @@
 Every race runs both arms: the masked baseline (SparseOpt(enabled=False), i.e. the plain optimizer on masked
 gradients) and SparseOpt + the same optimizer. Runs go sequentially, seed by seed, baseline then SparseOpt,
 through the trainer's events, so both curves grow from the first seconds. Bands are min..max over the seeds
-that have reached a point, the line their mean. PAPER.md §4b: at this scale the two arms overlap; the panel
+that have reached a point, the line their mean. docs/method.md §4b: at this scale the two arms overlap; the panel
 reports the gap against the seed spread and does not claim more.
 """
 from __future__ import annotations

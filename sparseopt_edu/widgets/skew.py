@@ -4,7 +4,7 @@ Left: mean |gradient| per live weight of a sparse first layer over the same for 
 (``diagnostics.gradient_ratio`` on real digits), measured along a sparsity grid for the chosen norm and without
 normalisation, against the theory 1/sqrt(1 - s). Right: one layer whose neurons span a 30x range of densities
 (``diagnostics.per_neuron_density_mask``): per-neuron mean |grad| against density, log-log, raw and with
-SparseOpt's scale, with fitted slopes (theory -0.5 raw, 0 corrected; about -0.42 at fan-in 64, PAPER.md §2).
+SparseOpt's scale, with fitted slopes (theory -0.5 raw, 0 corrected; about -0.42 at fan-in 64, docs/method.md §2).
 Results are cached per (sparsity, norm): moving the slider back costs nothing.
 """
 from __future__ import annotations

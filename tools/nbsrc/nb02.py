@@ -11,7 +11,7 @@ neuron by 1/√(1 − s), reproduce the paper's Figure 3 yourself, see that the 
 to neuron (the *gradient skew*), and explain why our measured numbers sit a little off the theory.
 """),
 md(r"""
-## The derivation (PAPER.md §1)
+## The derivation ([docs/method.md](../docs/method.md) §1)
 
 Batch Norm on neuron *i* computes x̂ = (x − μᵢ)/σᵢ and y = γᵢ x̂ + βᵢ. Its backward pass is
 

@@ -12,7 +12,7 @@ neuron sparsities come from, and watch the fan-in spread, the ITOP rate and the 
 update while a network trains.
 """),
 md(r"""
-## One update by hand (PAPER.md §4)
+## One update by hand ([docs/method.md](../docs/method.md) §4)
 
 Every ΔT steps while t < T_end, each sparse layer drops the floor(f·n_active) live weights with the smallest
 |w| and grows as many new connections: **SET** at random, **RigL** where the *dense* gradient (the gradient of

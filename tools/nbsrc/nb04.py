@@ -11,7 +11,7 @@ gradient (its direction: a rotation), watch how a network with Batch Norm respon
 read a baseline-vs-SparseOpt race honestly: including why, at this small scale, the two curves overlap.
 """),
 md(r"""
-## The rule (PAPER.md §2)
+## The rule ([docs/method.md](../docs/method.md) §2)
 
 For each neuron *i* of a sparse layer with density dᵢ = 1 − sᵢ, SparseOpt multiplies every incoming-weight
 gradient by √(dᵢ / d̄), d̄ the mean density over the layer's active neurons, then hands the gradient to the
@@ -40,7 +40,7 @@ A hidden layer (fan-in 784: the real 5,000-image MNIST subset) whose neurons kee
 neuron the relative step |Δwᵢ|/|wᵢ| and the weight norm |wᵢ|, against its density, with the fitted log-log
 slopes, without (blue) and with (red) the correction.
 
-What to look for (PAPER.md §4b): Batch Norm is *scale invariant* (its output does not change when wᵢ is scaled),
+What to look for ([docs/method.md](../docs/method.md) §4b): Batch Norm is *scale invariant* (its output does not change when wᵢ is scaled),
 so ∇wᵢ ⟂ wᵢ and ‖∇wᵢ‖ ∝ 1/‖wᵢ‖. Without the correction, the first step moves sparse neurons relatively more
 (relative-step slope about −0.5), which grows their weight norms; within a few steps the weight-norm slope falls
 from +0.5 towards 0 and the relative-step slope with it. With the correction the relative step is flat from the
@@ -81,7 +81,7 @@ rate ⚡ applies live, mid-run. **Start / Stop / Reset** work while it trains.
 - Push *sparsity* to 0.99 with RigL and several seeds: do the bands separate?
 - Drag the learning rate during a run: the curves bend from that step on.
 
-**What the race shows, and why.** At this scale (PAPER.md §4b: MLPs on MNIST, ResNet-20 on synthetic data,
+**What the race shows, and why.** At this scale ([docs/method.md](../docs/method.md) §4b: MLPs on MNIST, ResNet-20 on synthetic data,
 90–99% sparsity, static or RigL, with or without BN) the two arms reach the same loss and accuracy *within seed
 noise*. That is not a bug: BN's scale invariance re-equalises the relative step within a step or two (above),
 and the correction mainly changes weight norms. The paper's gains (about +1 point at 100 epochs, ResNet-20 +
@@ -140,7 +140,7 @@ md(r"""
 
 1. √(0.05 / 0.1) = √0.5 ≈ 0.71: its gradient is scaled down relative to denser neurons.
 2. Adam divides each coordinate by its own running RMS, which cancels a constant per-neuron scale; only right
-   after a mask change (new weights, fresh moments) does the correction matter (PAPER.md §2).
+   after a mask change (new weights, fresh moments) does the correction matter ([docs/method.md](../docs/method.md) §2).
 3. BN's scale invariance makes an amplified neuron grow its weight norm, so its relative step falls back within
    a step or two; the paper's ~1-point gains are for ResNet-20 + RigL on CIFAR-100 at 90–97% sparsity (100
    epochs), shrinking with longer training.

@@ -37,7 +37,7 @@ standard deviations of the seed spread, largest at the highest sparsity, and it 
 training** (at 95%: 1.00 points at 100 epochs, 0.29 at 500, inside the spread; at 97% it stays above 1 point). On ImageNet (ResNet-50, 90 epochs, Table 1) the
 gains are 0.5–1.3 points. This is a real but modest effect, measured over several seeds on GPUs.
 
-**The recipe** (the paper does not publish one; these are RigL's CIFAR conventions, PAPER.md §3): batch 128,
+**The recipe** (the paper does not publish one; these are RigL's CIFAR conventions, [docs/method.md](../docs/method.md) §3): batch 128,
 SGD with Nesterov momentum 0.9, lr 0.1 with cosine decay, weight decay 5e-4, random crop + flip, ERK, RigL with
 ΔT = 100 steps, α = 0.3 (cosine-decayed), T_end = 75% of training, regrown weights start at 0 with zeroed
 optimizer state, RigL grows from the *raw* gradient.
@@ -145,7 +145,7 @@ none is expected:
   step falls back in line within a step or two (notebook 04). On an MLP on real MNIST (12–15 epochs, 2–3 seeds,
   90–99% sparsity, static or RigL) and on a GPU ResNet-20 at 95% with RigL for 15 epochs of 45,000 synthetic
   images, SparseOpt and the baseline ended **within seed noise** (e.g. test accuracy 66.8 / 65.8 vs 65.9 / 66.0;
-  PAPER.md §4b). The raw skew is real; whether it costs accuracy depends on scale, length and data.
+  [docs/method.md](../docs/method.md) §4b). The raw skew is real; whether it costs accuracy depends on scale, length and data.
 
 So the honest summary of the course: the mechanism is unambiguous, the correction removes it exactly, and the
 accuracy benefit is modest and shows up only in the regime the paper measured. Run section 2 on a GPU to test
@@ -171,7 +171,7 @@ md(r"""
    the difference with the spread.
 3. It is far outside the regime the paper measured (CIFAR-100, 100+ epochs, GPU): too short, too small and too
    easy, and two seeds differ by more than the effect. At this scale BN's scale invariance re-equalises the
-   steps and no difference is expected (PAPER.md §4b).
+   steps and no difference is expected ([docs/method.md](../docs/method.md) §4b).
 </details>
 """),
 ]
