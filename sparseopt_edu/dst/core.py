@@ -177,9 +177,9 @@ class DynamicSparsity:
     # ----- what subclasses change ---------------------------------------------------------------------------
     def drop_scores(self, name: str, module, gen: torch.Generator) -> torch.Tensor:
         """Keep-score of each live connection (|w|, ties broken by noise); -inf for inactive ones."""
-        w = module.weight
-        noise = torch.rand(w.shape, generator=gen, device=w.device, dtype=w.dtype) * TINY
-        return torch.where(module.weight_mask, w.abs() + noise, torch.full_like(w, float("-inf")))
+        w = module.weight.detach()
+        noise = torch.rand(w.shape, generator=gen, device=w.device, dtype=w.dtype)
+        return torch.where(module.weight_mask, w.abs(), float("-inf")).add_(noise, alpha=TINY)
 
     def grow_scores(self, name: str, module, gen: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
@@ -191,16 +191,15 @@ class DynamicSparsity:
         keep_idx = torch.topk(self.drop_scores(name, module, gen).flatten(), n_active - k).indices
         survivors = torch.zeros(old.numel(), dtype=torch.bool, device=old.device)
         survivors[keep_idx] = True
-        grow = self.grow_scores(name, module, gen).flatten()
-        grow = torch.where(survivors, torch.full_like(grow, float("-inf")), grow)
+        grow = self.grow_scores(name, module, gen).flatten().masked_fill_(survivors, float("-inf"))
         survivors[torch.topk(grow, k).indices] = True
         return survivors.view_as(old)
 
     # ----- diagnostics and persistence ----------------------------------------------------------------------
     def itop_rate(self) -> float:
         """In-time over-parameterisation: |union of all masks seen| / |parameters| (Liu et al. 2021)."""
-        seen = sum(int(u.sum()) for u in self._union.values())
-        return seen / self.masks.numel()
+        seen = torch.stack([u.sum() for u in self._union.values()]).sum()
+        return float(seen) / self.masks.numel()  # one host sync for all layers
 
     def state_dict(self) -> dict:
         return {

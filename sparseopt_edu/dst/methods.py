@@ -48,8 +48,8 @@ class RigL(DynamicSparsity):
     def gradient_score(self, name, module, gen):
         g = self._grads[name].abs()
         if self.grow_from == "corrected":
-            g = g * self.masks.neuron_scale(name).view(-1, *([1] * (g.dim() - 1)))
-        return g + torch.rand(g.shape, generator=gen, device=g.device, dtype=g.dtype) * TINY
+            g.mul_(self.masks.neuron_scale(name).view(-1, *([1] * (g.dim() - 1))))
+        return g.add_(torch.rand(g.shape, generator=gen, device=g.device, dtype=g.dtype), alpha=TINY)
 
     def grow_scores(self, name, module, gen):
         return self.gradient_score(name, module, gen)

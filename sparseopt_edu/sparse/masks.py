@@ -228,9 +228,9 @@ class SparseMasks:
         module = self.modules[name]
         mask = module.weight_mask
         live = mask.flatten(1).sum(1)
-        scale = _density_ratio(live).sqrt().to(module.weight_grad_scale.dtype)
+        scale = _density_ratio(live).sqrt_().to(module.weight_grad_scale.dtype)
         module.weight_grad_mask.copy_(mask)
-        module.weight_grad_scale.copy_(mask * scale.view(-1, *([1] * (mask.dim() - 1))))
+        torch.mul(module.weight_grad_mask, scale.view(-1, *([1] * (mask.dim() - 1))), out=module.weight_grad_scale)
         self._counts[name] = int(live.sum()) if count is None else count
 
     # ----- the per-step hot path ----------------------------------------------------------------------------

@@ -279,7 +279,7 @@ class Trainer:
         return loss.detach(), (out.detach().argmax(1) == y).sum(), skew
 
     @torch.no_grad()
-    def _skew_snapshot(self) -> dict:
+    def _skew_snapshot(self, grads: dict | None = None) -> dict:
         """Skew metrics of the raw gradient (called after backward, before the optimizer masks it).
 
         Same quantities as ``diagnostics.neuron_gradients`` (log-log slope of per-neuron mean |grad| per live
@@ -289,7 +289,10 @@ class Trainer:
         A layer's slope counts only when its active neurons have at least 3 distinct densities: under SRigL's
         constant fan-in (two values, k and k+1) a fitted slope would be noise.
         """
-        mods = [m for m in self.masks.modules.values() if m.weight.grad is not None]
+        if grads is None:  # eager: the raw gradient is still in .grad (before the optimizer masks it)
+            grads = {n: m.weight.grad for n, m in self.masks.modules.items() if m.weight.grad is not None}
+        mods = [self.masks.modules[n] for n in self.masks.modules if n in grads]
+        raw = [grads[n] for n in self.masks.modules if n in grads]
         if not mods:
             return {"slope_raw": None, "slope_corrected": None, "rotation_deg": None}
         dev, f64 = mods[0].weight.device, torch.float64
@@ -301,8 +304,8 @@ class Trainer:
         fan = torch.repeat_interleave(torch.tensor(fans, dtype=f64, device=dev), torch.tensor(sizes, device=dev))
         srow = torch.cat([m.weight_grad_scale.flatten(1).amax(1) for m in mods]).to(f64)  # per-neuron scale
         absum, sqsum = [], []
-        for m in mods:
-            gm = m.weight.grad.detach().flatten(1).to(f64) * m.weight_grad_mask.flatten(1)
+        for m, g in zip(mods, raw):
+            gm = g.detach().flatten(1).to(f64) * m.weight_grad_mask.flatten(1)
             absum.append(gm.abs().sum(1))
             sqsum.append((gm * gm).sum(1))
         per = torch.cat(absum) / live.clamp_min(1)

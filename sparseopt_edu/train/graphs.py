@@ -6,10 +6,12 @@ forward, backward, SparseOpt's mask x scale multiply and the optimizer step remo
   create the optimizer state and, with ``compile``, compile the model).
 - Capture: at the first non-update step after warm-up, with the real batch copied into static input tensors;
   the capture only records, so the graph is replayed once right after for that step.
-- Update steps (``dst.schedule.is_update(t + 1)``) run eagerly instead of replaying: RigL's pre-hook then sees
-  the raw dense gradient, and the skew snapshot can read it. The topology update itself runs outside the graph;
-  masks, their cached scale tensors, weights and optimizer state are all changed in place, so the graph stays
-  valid. Eager steps zero the gradients in place (``set_to_none=False``) so ``.grad`` keeps the graph's addresses.
+- Update steps (``dst.schedule.is_update(t + 1)``) replay a second graph, captured at the first update step
+  after the first graph: the same step plus RigL's copy of the raw dense gradient (its step pre-hook runs during
+  capture, so the copy is recorded; on replay the loop hands those static buffers to the DST). The skew metrics
+  are computed from that copy after the replay. The topology update itself runs outside both graphs; masks,
+  their cached scale tensors, weights and optimizer state are all changed in place, so the graphs stay valid.
+  Eager steps zero the gradients in place (``set_to_none=False``) so ``.grad`` keeps the graph's addresses.
 - The LR lives in a device tensor (fused SGD, capturable Adam/AdamW): the loop writes it with ``fill_``.
 """
 from __future__ import annotations
@@ -27,6 +29,8 @@ class GraphStep:
         self.graph = None
         self.eager_steps = 0
         self.static = None  # (x, y, loss, correct)
+        self.update_graph = None
+        self.update_static = None  # (loss, correct, raw gradient copies by layer)
         self.stream = torch.cuda.Stream(device=trainer.device)
 
     def _eager(self, x, y, snapshot):
@@ -52,14 +56,42 @@ class GraphStep:
             loss, correct, _ = t._core_step(sx, sy, snapshot=False)
         self.graph, self.static = graph, (sx, sy, loss, correct)
 
+    def _capture_update(self):
+        """The update-step graph: zero the grads in place, then the step with RigL's raw-gradient copy."""
+        t = self.trainer
+        sx, sy = self.static[0], self.static[1]
+        graph = torch.cuda.CUDAGraph()
+        # SET and Static keep no gradient copy of their own; record one anyway for the skew metrics
+        hook = None if t.dst.needs_gradient else t.optimizer.register_step_pre_hook(
+            lambda opt, args, kwargs: t.dst.snapshot_gradients())
+        try:
+            with torch.cuda.graph(graph):
+                t.optimizer.zero_grad(set_to_none=False)  # .grad already lives at the first graph's addresses
+                loss, correct, _ = t._core_step(sx, sy, snapshot=False)
+        finally:
+            if hook is not None:
+                hook.remove()
+        self.update_graph = graph
+        self.update_static = (loss, correct, dict(t.dst._grads))
+
     def step(self, x, y, *, eager: bool, snapshot: bool):
-        if eager or self.eager_steps < WARMUP:
+        if self.eager_steps < WARMUP or (eager and self.graph is None):
             return self._eager(x, y, snapshot)
         if self.graph is None:
             self._capture(x, y)
         sx, sy, loss, correct = self.static
         sx.copy_(x, non_blocking=True)
         sy.copy_(y, non_blocking=True)
-        self.graph.replay()
-        # the static outputs are overwritten by the next replay: hand out copies
-        return loss.clone(), correct.clone(), None
+        if not eager:
+            self.graph.replay()
+            # the static outputs are overwritten by the next replay: hand out copies
+            return loss.clone(), correct.clone(), None
+        dst = self.trainer.dst
+        if self.update_graph is None:
+            self._capture_update()
+        self.update_graph.replay()
+        u_loss, u_correct, grads = self.update_static
+        if dst.needs_gradient:
+            dst._grads, dst._grads_step = dict(grads), dst.t + 1
+        skew = self.trainer._skew_snapshot(grads) if snapshot and grads else None
+        return u_loss.clone(), u_correct.clone(), skew
