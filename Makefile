@@ -28,9 +28,15 @@ lab: setup
 demo: setup
 	$(BIN)/sparseopt-edu demo
 
+# The two playground notebooks as dashboards, one Voila server each (Voila serves one notebook per server;
+# training starts from a button, in a background thread). Ctrl-C stops both.
+DASH_PORT ?= 8866
 dashboard: setup
-	$(BIN)/voila notebooks/02_batchnorm_meets_sparsity.ipynb notebooks/04_sparseopt.ipynb --port=$(PORT) --no-browser || \
-	$(BIN)/voila notebooks --port=$(PORT) --no-browser
+	@echo "02 (gradient skew): http://127.0.0.1:$(DASH_PORT)/   04 (race): http://127.0.0.1:$$(( $(DASH_PORT) + 1 ))/"
+	@trap 'kill 0' INT TERM; \
+	$(BIN)/voila notebooks/02_batchnorm_meets_sparsity.ipynb --port=$(DASH_PORT) --no-browser & \
+	$(BIN)/voila notebooks/04_sparseopt.ipynb --port=$$(( $(DASH_PORT) + 1 )) --no-browser & \
+	wait
 
 # Browser tests need Debian's chromium; installed here when missing and possible, else skipped with a reason.
 browser-deps:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 
 import numpy as np
 import torch
 
-from .runs import _public
+from .runs import atomic_write
 
 
 def rng_state() -> dict:
@@ -34,19 +33,7 @@ def set_rng_state(state: dict) -> None:
 
 def atomic_save(obj, path) -> None:
     """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        _public(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load(path, map_location="cpu") -> dict:

@@ -18,21 +18,32 @@ HISTORY_CSV = "history.csv"
 CHECKPOINT = "checkpoint.pt"
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Write to a temporary file in the same folder, then ``os.replace``: readers never see half a file."""
+def atomic_write(path, write) -> None:
+    """Call ``write(tmp_path)`` on a temporary file in the same folder, then ``os.replace`` it onto ``path``.
+
+    Readers never see half a file, and a crash while writing leaves the previous file as it was.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        write(tmp)
         _public(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    def write(tmp):
+        with open(tmp, "w") as fh:
+            fh.write(text)
+
+    atomic_write(path, write)
 
 
 def write_records(run_dir, config, history) -> None:
