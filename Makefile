@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 
-.PHONY: setup lab demo dashboard test test-fast bench browser-deps clean help
+.PHONY: setup lab demo dashboard test test-fast lint bench browser-deps clean help
 
 help:
 	@echo "make lab        set up, then open the course in JupyterLab"
@@ -53,6 +53,10 @@ test: setup browser-deps
 # Unit tests only (no notebooks, no browser): the quick loop while developing.
 test-fast: setup
 	$(BIN)/python -m pytest -q tests -m "not browser" -p no:cacheprovider
+
+lint: setup
+	$(BIN)/ruff check sparseopt_edu tests benchmarks tools
+	$(BIN)/python tools/strip_notebooks.py --check notebooks/*.ipynb
 
 bench: setup
 	$(BIN)/python benchmarks/step_overhead.py

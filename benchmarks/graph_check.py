@@ -30,7 +30,7 @@ def main() -> int:
     failures = 0
     for label, kw in [("rigl", {}), ("set", {"method": "set"}), ("srigl", {"method": "srigl"}),
                       ("rigl-adam", {"optimizer": "adam", "lr": 1e-3}), ("rigl-baseline", {"sparseopt": False})]:
-        (tg, hg), (te, he) = run(**kw), run(cuda_graphs=False, **kw)
+        (tg, hg), (_, he) = run(**kw), run(cuda_graphs=False, **kw)
         inactive = tg.masks.inactive_max()
         same_updates = len(hg.topology) == len(he.topology)
         skew_ok = all(r["rotation_deg"] is not None for r in hg.topology)

@@ -84,7 +84,7 @@ class ImageData:
         return (f"ImageData({self.name!r}, train={len(self)}, test={self.test_x.shape[0]}, shape={c}x{h}x{w}, "
                 f"classes={self.num_classes})")
 
-    def subset(self, n_train: int, n_test: int | None = None, seed: int = 0) -> "ImageData":
+    def subset(self, n_train: int, n_test: int | None = None, seed: int = 0) -> ImageData:
         """A smaller, class-balanced random subset (fast mode). mean/std are kept from the full set.
 
         Balanced: samples are taken round-robin over classes in a seeded random order, so every class gets
@@ -98,7 +98,7 @@ class ImageData:
                          self.test_y[te].clone(), self.num_classes, self.mean, self.std)
 
     def loader(self, split: str = "train", batch_size: int = 128, device="cpu", augment: bool | None = None,
-               seed: int = 0, **kw) -> "DeviceLoader":
+               seed: int = 0, **kw) -> DeviceLoader:
         """A :class:`DeviceLoader` over one split.
 
         ``augment=None`` means: crop + flip for the train split of 32x32 images with 3 channels (CIFAR-like;

@@ -6,9 +6,16 @@ import struct
 import pytest
 import torch
 
-from sparseopt_edu.data import (DATASETS, DeviceLoader, ImageData, digits, fake, load_dataset, mnist_subset, shapes,
-                                torch_dataloader)
-
+from sparseopt_edu.data import (
+    DATASETS,
+    DeviceLoader,
+    ImageData,
+    digits,
+    fake,
+    load_dataset,
+    shapes,
+    torch_dataloader,
+)
 
 # ---------------------------------------------------------------------------------------------------------------
 # digits, mnist_subset, fake

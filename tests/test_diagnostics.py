@@ -6,7 +6,12 @@ from torch import nn
 
 from sparseopt_edu import RigL, SparseOpt, sparsify
 from sparseopt_edu.diagnostics import (
-    NeuronStepTracker, fit_loglog_slope, gradient_ratio, mask_report, rotation_angles, theory_ratio,
+    NeuronStepTracker,
+    fit_loglog_slope,
+    gradient_ratio,
+    mask_report,
+    rotation_angles,
+    theory_ratio,
 )
 from tests.core_models import batch_for, small_mlp, train_steps
 from tests.test_sparseopt import hetero_layer

@@ -12,7 +12,7 @@ from tests.core_models import small_cnn, small_mlp, train_steps
 def test_sparsify_registers_bool_buffer_and_zeroes_weights():
     model = small_cnn()
     masks = sparsify(model, 0.8, "erk", seed=1)
-    for name, module in masks.modules.items():
+    for module in masks.modules.values():
         assert isinstance(module.weight, nn.Parameter) and module.weight.is_leaf
         assert module.weight_mask.dtype == torch.bool and module.weight_mask.shape == module.weight.shape
         assert torch.all(module.weight[~module.weight_mask] == 0)

@@ -5,8 +5,20 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sparseopt_edu.models import (MODELS, NORMS, ShortcutA, build_model, gn_groups, mlp, norm_layer, resnet18,
-                                  resnet20, resnet32, resnet50, resnet56)
+from sparseopt_edu.models import (
+    MODELS,
+    NORMS,
+    ShortcutA,
+    build_model,
+    gn_groups,
+    mlp,
+    norm_layer,
+    resnet18,
+    resnet20,
+    resnet32,
+    resnet50,
+    resnet56,
+)
 
 EXPECTED = {  # norm -> (vector layer type, feature-map layer type)
     "bn": (nn.BatchNorm1d, nn.BatchNorm2d),

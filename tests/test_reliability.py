@@ -1,7 +1,6 @@
 """Reliability: torchrun, a run killed by SIGTERM and resumed, determinism, damaged checkpoints."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys

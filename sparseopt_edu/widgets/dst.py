@@ -42,7 +42,7 @@ class DSTState:
     n_test: int | None = None
 
     @classmethod
-    def default(cls, **kw) -> "DSTState":
+    def default(cls, **kw) -> DSTState:
         base = dict(epochs=pick(10, 3), delta_t=pick(20, 5), hidden=pick(256, 128), n_train=pick(None, 2000),
                     n_test=pick(None, 500))
         base.update(kw)

@@ -51,7 +51,7 @@ class RaceState:
     log_every: int = 5
 
     @classmethod
-    def default(cls, **kw) -> "RaceState":
+    def default(cls, **kw) -> RaceState:
         base = dict(seeds=pick(3, 2), epochs=pick(10, 4), delta_t=pick(20, 10))
         base.update(kw)
         return cls(**base)

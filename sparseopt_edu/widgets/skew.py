@@ -42,7 +42,7 @@ class SkewState:
     density_min: float = 0.03
 
     @classmethod
-    def default(cls, **kw) -> "SkewState":
+    def default(cls, **kw) -> SkewState:
         base = dict(seeds=pick(5, 3), n_samples=pick(1024, 512))
         base.update(kw)
         return cls(**base)

@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from .test_dashboard_voila import voila_server  # noqa: F401  (fixture)
 from .conftest import (
     SEL_SLIDER_HANDLE,
     assert_no_errors,
@@ -20,6 +19,7 @@ from .conftest import (
     screenshot,
     wait_widgets,
 )
+from .test_dashboard_voila import voila_server  # noqa: F401,F811  (fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -138,7 +138,7 @@ def test_comm_reaches_busy_kernel(page, lab_server):
     assert "clicked during cell" in (out.text_content() or "")
 
 
-def test_voila_race_thread_mode(page, voila_server):
+def test_voila_race_thread_mode(page, voila_server):  # noqa: F811
     """Under Voila (no subshells) the panel picks the thread mode, says so, and Start/Stop work."""
     from .conftest import REPO_ROOT
     from .test_dashboard_voila import open_dashboard

@@ -1,4 +1,5 @@
 import sys
+
 sys.path.insert(0, "/work/main/tools/nbsrc")
 from nbb import code, md, save
 
