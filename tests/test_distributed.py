@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from sparseopt_edu import RigL, SparseOpt, sparsify
 
-WORLD, GLOBAL_BATCH, STEPS, DELTA_T = 2, 16, 120, 10
+WORLD, GLOBAL_BATCH, STEPS, DELTA_T = 2, 16, 240, 10
 
 
 def make_model(norm: str) -> nn.Module:
@@ -41,7 +41,7 @@ def build(norm):
     model = make_model(norm)
     masks = sparsify(model, 0.9, "erk", seed=0)
     opt = SparseOpt(torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True), masks)
-    dst = RigL(masks, opt, delta_t=DELTA_T, alpha=0.3, t_end=100, seed=0)
+    dst = RigL(masks, opt, delta_t=DELTA_T, alpha=0.3, t_end=200, seed=0)
     return model, masks, opt, dst
 
 
@@ -121,7 +121,7 @@ def test_two_ranks_agree_and_match_single_process(norm, tmp_path):
     out = tmp_path / "rank0.pt"
     mp.spawn(worker, args=(free_port(), norm, str(out)), nprocs=WORLD, join=True)
     result = torch.load(out, weights_only=False)
-    assert result["updates"] >= 8  # updates at 10, 20, ..., 90
+    assert result["updates"] >= 15  # updates at 10, 20, ..., 190 (late ones may drop nothing)
     model, masks = single_process(norm)
     for name, mask in result["masks"].items():
         assert torch.equal(mask, masks[name]), f"mask {name} differs from the single-process run"
