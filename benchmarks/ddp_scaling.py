@@ -38,7 +38,7 @@ def worker(args) -> None:
                           n_train=256 * args.steps_per_epoch * int(os.environ["WORLD_SIZE"]), n_test=256,
                           method="rigl", sparsity=0.9, epochs=args.epochs, batch_size=256, delta_t=100,
                           progress=False, log_every=50, eval_every_epochs=args.epochs, skew_every="never",
-                          sync_bn=args.sync_bn)
+                          sync_bn=args.sync_bn, ddp_grad_dtype=args.grad_dtype)
     trainer = Trainer(cfg)
     history = trainer.run()
     if trainer.is_main:
@@ -75,12 +75,14 @@ def main(argv=None) -> int:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--correctness", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--sync-bn", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--grad-dtype", choices=("fp32", "bf16"), default="fp32", help="DDP all-reduce dtype")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
     if args.worker:
         worker(args)
         return 0
-    common = ["--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps_per_epoch)]
+    common = ["--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps_per_epoch),
+              "--grad-dtype", args.grad_dtype]
     correct = launch(args.gpus, ["--correctness", "--epochs", "3", "--images", str(args.images)])
     print(f"correctness on {args.gpus} ranks: {correct['topology_updates']} topology updates, ranks agreed at "
           f"each; reason {correct['reason']}; test acc {correct['final_test_acc']}; SyncBN {correct['sync_bn']}")
@@ -89,13 +91,13 @@ def main(argv=None) -> int:
     synced = launch(args.gpus, [*common, "--sync-bn"])  # SyncBatchNorm: a collective per BN layer and pass
     eff = many["images_per_s"] / (args.gpus * one["images_per_s"])
     eff_sync = synced["images_per_s"] / (args.gpus * one["images_per_s"])
-    print(f"ResNet-18 bf16, batch 256/GPU, RigL + SparseOpt, {one['device']}")
+    print(f"ResNet-18 bf16, batch 256/GPU, RigL + SparseOpt, {one['device']}, all-reduce in {args.grad_dtype}")
     print(f"1 GPU: {one['images_per_s']:.0f} images/s")
     print(f"{args.gpus} GPUs, per-rank BN: {many['images_per_s']:.0f} images/s, efficiency {100 * eff:.1f}% (target >= 90%)")
     print(f"{args.gpus} GPUs, SyncBatchNorm: {synced['images_per_s']:.0f} images/s, efficiency {100 * eff_sync:.1f}%")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"ddp_scaling_{args.gpus}gpu.json").write_text(json.dumps(
+    (out / f"ddp_scaling_{args.gpus}gpu_{args.grad_dtype}.json").write_text(json.dumps(
         {"correctness": correct, "one": one, "many": many, "efficiency": eff, "many_sync_bn": synced,
          "efficiency_sync_bn": eff_sync}, indent=2) + "\n")
     return 0

@@ -73,6 +73,7 @@ class TrainConfig:
     init: str = "dense"
     max_grad_norm: float | None = None
     sync_bn: object = "auto"  # under torchrun: SyncBatchNorm on CUDA ("auto"), per-rank BN statistics on CPU
+    ddp_grad_dtype: str = "fp32"  # under torchrun: all-reduce gradients in fp32, or compressed to bf16
 
     def __post_init__(self):
         self.dense_layers = tuple(self.dense_layers or ())
@@ -111,6 +112,7 @@ class TrainConfig:
         choice("grow_from", ("raw", "corrected"))
         choice("skew_every", ("update", "never"))
         choice("init", ("dense", "sparse"))
+        choice("ddp_grad_dtype", ("fp32", "bf16"))
         for name in ("amp", "channels_last", "cuda_graphs", "progress", "sync_bn"):
             choice(name, AUTO_BOOL)
         for name in ("sparseopt", "nesterov", "compile", "resume", "download"):

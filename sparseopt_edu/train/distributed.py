@@ -11,6 +11,7 @@ torchrun), every rank builds the same model, masks and DST from the same seed. O
   SyncBatchNorm does not run; each rank then normalises its own micro-batch.
 - Each rank reads a disjoint shard of the training set (rank::world), batch_size is per rank.
 - Logging, events, records and checkpoints on rank 0 only. CUDA graphs are off under DDP (eager steps).
+- Gradients are all-reduced in fp32 by default; ``ddp_grad_dtype="bf16"`` compresses them (DDP's bf16 hook).
 """
 from __future__ import annotations
 
@@ -51,11 +52,20 @@ def shard(data, info: DistInfo):
     )
 
 
-def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device, sync_bn: bool) -> torch.nn.Module:
+def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device, sync_bn: bool,
+         grad_dtype: str = "fp32") -> torch.nn.Module:
+    """DDP around ``model``; ``grad_dtype="bf16"`` all-reduces compressed gradients (half the bytes; every rank
+    still receives the same averaged gradient, so masks keep agreeing)."""
     if sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False,
+                                                    gradient_as_bucket_view=True)
+    if grad_dtype == "bf16":
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+        ddp.register_comm_hook(None, default_hooks.bf16_compress_hook)
+    return ddp
 
 
 def shutdown() -> None:

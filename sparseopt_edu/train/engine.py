@@ -144,7 +144,8 @@ class Trainer:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.forward_model = self.model
         if self.dist is not None:
-            self.forward_model = distributed.wrap(self.model, self.dist, self.device, sync_bn=False)
+            self.forward_model = distributed.wrap(self.model, self.dist, self.device, sync_bn=False,
+                                                  grad_dtype=cfg.ddp_grad_dtype)
         if self.features["compile"]:
             mode = "max-autotune-no-cudagraphs" if self.features["cuda_graphs"] else None
             self.forward_model = torch.compile(self.forward_model, mode=mode)
