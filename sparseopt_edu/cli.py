@@ -302,8 +302,12 @@ def train_cmd(args: argparse.Namespace) -> int:
         else None
     try:
         history = trainer.run()
-    finally:
+    except BaseException:
+        distributed.shutdown(barrier=False)  # another rank may be inside a collective: do not wait for it
+        raise
+    else:
         distributed.shutdown()
+    finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     if args.json and talk:

@@ -81,6 +81,7 @@ def worker(rank, port, norm, out):
         if rank == 0:
             torch.save({"params": {k: v for k, v in model.named_parameters()},
                         "masks": masks.state_dict()["masks"], "updates": updates}, out)
+        dist.barrier()  # leave together: a rank tearing gloo down while the other still works can abort
     finally:
         dist.destroy_process_group()
 

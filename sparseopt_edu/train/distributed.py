@@ -68,6 +68,13 @@ def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device, sync_bn: 
     return ddp
 
 
-def shutdown() -> None:
+def shutdown(barrier: bool = True) -> None:
+    """Leave the process group; ranks first wait for each other (gloo aborts if torn down mid-collective)."""
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        if barrier:
+            try:
+                dist.barrier()
+            finally:
+                dist.destroy_process_group()
+        else:
+            dist.destroy_process_group()
