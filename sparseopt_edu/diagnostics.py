@@ -160,38 +160,83 @@ def per_neuron_density_mask(shape, densities: torch.Tensor, generator: torch.Gen
     return torch.zeros(n_out, fan, dtype=torch.bool).scatter_(1, order, take).view(shape)
 
 
+def density_spread_gradients(
+    *, fan_in: int = 256, neurons: int = 256, density_range=(0.05, 1.0), norm: str = "bn", seed: int = 0,
+    batch: int = 512, data: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict:
+    """``neuron_gradients`` at init for one layer whose neurons' densities are log-uniform over ``density_range``.
+
+    The probe MLP of Fig. 3 (Linear -> norm -> ReLU -> Linear); inputs are zero-mean independent Gaussians
+    (the derivation's assumption) unless ``data`` is given.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    if data is None:
+        x = torch.randn(batch, fan_in, generator=gen)
+        y = torch.randint(0, 10, (batch,), generator=gen)
+    else:
+        x, y = data
+        x = x.flatten(1)
+    model = probe_mlp(x.shape[1], neurons, int(y.max()) + 1, norm)
+    masks = sparsify(model, 0.0, "uniform", dense=["3"])
+    lo, hi = math.log(density_range[0]), math.log(density_range[1])
+    dens = torch.exp(lo + (hi - lo) * torch.rand(neurons, generator=gen))
+    masks.set_mask("0", per_neuron_density_mask(tuple(model[0].weight.shape), dens, gen))
+    _grad_at_init(model, x, y)
+    return neuron_gradients(masks, "0")
+
+
 def skew_slope(
     *, fan_in: int = 256, neurons: int = 256, density_range=(0.05, 1.0), norm: str = "bn",
     seeds: int = 5, batch: int = 512, data: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict:
-    """Slope of log|grad| on log density for a layer whose neurons span a range of densities.
+    """Slope of log|grad| on log density for a layer whose neurons span a range of densities, over seeds.
 
-    Inputs are zero-mean independent Gaussians (the derivation's assumption) unless ``data`` is given.
     Theory: -0.5 with BN; measured about -0.42 at fan-in 64 and -0.475 at 256, because BN's gradient is
     orthogonal to w_i, which removes one of the k live directions (docs/method.md section 2).
     """
     raw, corrected = [], []
     for seed in range(seeds):
-        gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        if data is None:
-            x = torch.randn(batch, fan_in, generator=gen)
-            y = torch.randint(0, 10, (batch,), generator=gen)
-        else:
-            x, y = data
-            x = x.flatten(1)
-        model = probe_mlp(x.shape[1], neurons, int(y.max()) + 1, norm)
-        masks = sparsify(model, 0.0, "uniform", dense=["3"])
-        lo, hi = math.log(density_range[0]), math.log(density_range[1])
-        dens = torch.exp(lo + (hi - lo) * torch.rand(neurons, generator=gen))
-        masks.set_mask("0", per_neuron_density_mask(tuple(model[0].weight.shape), dens, gen))
-        _grad_at_init(model, x, y)
-        stats = neuron_gradients(masks, "0")
+        stats = density_spread_gradients(fan_in=fan_in, neurons=neurons, density_range=density_range, norm=norm,
+                                         seed=seed, batch=batch, data=data)
         raw.append(stats["slope_raw"])
         corrected.append(stats["slope_corrected"])
     raw_t, cor_t = torch.tensor(raw), torch.tensor(corrected)
     return {"slope_raw": float(raw_t.mean()), "slope_corrected": float(cor_t.mean()),
             "raw_per_seed": raw, "corrected_per_seed": corrected, "norm": norm, "fan_in": fan_in}
+
+
+def neuron_step_run(
+    data, *, sparseopt: bool, hidden: int = 256, spread: float = 100.0, norm: str = "bn", lr: float = 0.5,
+    steps: int = 20, batch_size: int = 128, seed: int = 0,
+) -> list[dict]:
+    """``NeuronStepTracker`` records of a few SGD steps on a hidden layer with a ``spread``-fold density range.
+
+    The MLP's first layer ``fc1`` keeps log-uniformly spread neuron densities; BN (or ``norm``) after it; SGD with
+    momentum, with SparseOpt on or off (the masked baseline). ``data`` is an ``ImageData`` (use fan-in >= 784:
+    with 64 inputs the sparsest neurons keep 1-2 weights and BN gives a 1-weight neuron no gradient at all).
+    """
+    from .models import mlp
+    from .optim import SparseOpt
+
+    torch.manual_seed(seed)
+    model = mlp(math.prod(data.shape), hidden, data.num_classes, norm=norm)
+    masks = sparsify(model, 0.0, "uniform", dense=["head"], seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    dens = torch.exp(-math.log(spread) * torch.rand(hidden, generator=gen))
+    masks.set_mask("fc1", per_neuron_density_mask(tuple(model.fc1.weight.shape), dens, gen))
+    opt = SparseOpt(torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9), masks, enabled=sparseopt)
+    tracker = NeuronStepTracker(masks, "fc1")
+    loader = data.loader("train", batch_size=batch_size, seed=seed)
+    model.train()
+    for t in range(1, steps + 1):
+        x, y = next(iter(loader))
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        tracker.before()
+        opt.step()
+        tracker.after(t)
+    return tracker.records
 
 
 @torch.no_grad()

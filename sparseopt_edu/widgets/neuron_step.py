@@ -11,20 +11,15 @@ weight-norm slope (the correction keeps the sparse-init scale).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import ipywidgets as W
 import plotly.graph_objects as go
-import torch
 from plotly.subplots import make_subplots
 
 from .. import diagnostics
 from ..data import load_dataset
 from ..fast import pick
-from ..models import mlp
-from ..optim import SparseOpt
-from ..sparse import sparsify
 
 
 @dataclass(frozen=True)
@@ -49,26 +44,10 @@ def _dataset(name: str):
 
 
 def track_neuron_steps(state: NeuronStepState, sparseopt: bool) -> list[dict]:
-    """The tracker's records for ``state.steps`` SGD steps on layer fc1 (see the module docstring)."""
-    torch.manual_seed(state.seed)
-    data = _dataset(state.dataset)
-    model = mlp(math.prod(data.shape), state.hidden, data.num_classes, norm=state.norm)
-    masks = sparsify(model, 0.0, "uniform", dense=["head"], seed=state.seed)
-    gen = torch.Generator().manual_seed(state.seed)
-    dens = torch.exp(-math.log(state.spread) * torch.rand(state.hidden, generator=gen))
-    masks.set_mask("fc1", diagnostics.per_neuron_density_mask(tuple(model.fc1.weight.shape), dens, gen))
-    opt = SparseOpt(torch.optim.SGD(model.parameters(), lr=state.lr, momentum=0.9), masks, enabled=sparseopt)
-    tracker = diagnostics.NeuronStepTracker(masks, "fc1")
-    loader = data.loader("train", batch_size=state.batch_size, seed=state.seed)
-    model.train()
-    for t in range(1, state.steps + 1):
-        x, y = next(iter(loader))
-        opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        tracker.before()
-        opt.step()
-        tracker.after(t)
-    return tracker.records
+    """The tracker's records for ``state.steps`` SGD steps on layer fc1 (``diagnostics.neuron_step_run``)."""
+    return diagnostics.neuron_step_run(
+        _dataset(state.dataset), sparseopt=sparseopt, hidden=state.hidden, spread=state.spread, norm=state.norm,
+        lr=state.lr, steps=state.steps, batch_size=state.batch_size, seed=state.seed)
 
 
 class NeuronStepPanel:

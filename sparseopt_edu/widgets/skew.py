@@ -9,18 +9,15 @@ Results are cached per (sparsity, norm): moving the slider back costs nothing.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
-import torch
 from plotly.subplots import make_subplots
 
 from .. import diagnostics
 from ..fast import pick
-from ..sparse import sparsify
 from .base import Panel
 from .controller import Requests
 
@@ -80,18 +77,8 @@ class SkewModel:
         key = (norm, s.seed, s.fan_in, s.neurons, s.density_min)
         if key in self.scatter_cache:
             return self.scatter_cache[key]
-        gen = torch.Generator().manual_seed(s.seed)
-        torch.manual_seed(s.seed)
-        x = torch.randn(512, s.fan_in, generator=gen)
-        y = torch.randint(0, 10, (512,), generator=gen)
-        model = diagnostics.probe_mlp(s.fan_in, s.neurons, 10, norm)
-        masks = sparsify(model, 0.0, "uniform", dense=["3"])
-        lo, hi = math.log(s.density_min), 0.0
-        dens = torch.exp(lo + (hi - lo) * torch.rand(s.neurons, generator=gen))
-        masks.set_mask("0", diagnostics.per_neuron_density_mask(tuple(model[0].weight.shape), dens, gen))
-        model.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        out = diagnostics.neuron_gradients(masks, "0")
+        out = diagnostics.density_spread_gradients(fan_in=s.fan_in, neurons=s.neurons,
+                                                   density_range=(s.density_min, 1.0), norm=norm, seed=s.seed)
         self.scatter_cache[key] = out
         return out
 
