@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 from .. import diagnostics
 from ..fast import is_fast, pick
 from .base import TrainingPanel
-from .engine import engine_name, make_trainer
+from .engine import make_trainer
 
 METHOD_LABELS = {"static": "static", "set": "SET", "rigl": "RigL", "srigl": "SRigL"}
 
@@ -61,7 +61,7 @@ class DSTState:
 class DSTPanel(TrainingPanel):
     """Live DST: fan-in histogram, fan-in CV, ITOP and skew slope at every topology update.
 
-    Public API: ``DSTPanel(state=None, mode="auto", engine="auto")``; ``.widget``, ``.figure``, ``.state``
+    Public API: ``DSTPanel(state=None, mode="auto")``; ``.widget``, ``.figure``, ``.state``
     (a :class:`DSTState`), ``.controls``, ``.buttons``, ``.status``, ``run()``, ``wait()``, ``set(**fields)``;
     ``.updates`` (one dict per topology event: step, itop, fan_in_cv, slope_raw, slope_corrected, rotation_deg,
     changed), ``.hist0`` / ``.hist`` (fan-in histograms of the first sparse layer at the start / now).
@@ -70,9 +70,8 @@ class DSTPanel(TrainingPanel):
     STRUCTURAL = ("method", "sparsity", "norm", "sparseopt", "delta_t")
     LIVE = ("lr",)
 
-    def __init__(self, state: DSTState | None = None, mode: str = "auto", engine: str = "auto"):
+    def __init__(self, state: DSTState | None = None, mode: str = "auto"):
         super().__init__(state or DSTState.default(), mode)
-        self.engine = engine
         st = self.state
         sw = {"description_width": "80px"}
         self._bind("method", W.ToggleButtons(options=[(v, k) for k, v in METHOD_LABELS.items()], value=st.method,
@@ -147,7 +146,7 @@ class DSTPanel(TrainingPanel):
         st = self.state
         self.set_status(f"{word} · step {self.step} · sparsity {st.sparsity:.2f} · norm {st.norm} · optimizer "
                         f"{'SparseOpt+' if st.sparseopt else ''}sgd · DST {st.method} · updates {len(self.updates)} · "
-                        f"engine {engine_name() if self.engine == 'auto' else self.engine} · {self.mode_text()}")
+                        f"{self.mode_text()}")
 
     @staticmethod
     def _first_hist(trainer) -> list[int]:
@@ -175,7 +174,7 @@ class DSTPanel(TrainingPanel):
                 self._flush()
                 self._show_idle("running")
 
-        trainer = make_trainer(self.state.config(), [callback], prefer=self.engine)
+        trainer = make_trainer(self.state.config(), [callback])
         trainer.run()
         self.throttle.force()
         self._flush()

@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from ..fast import is_fast, pick
 from .base import TrainingPanel
-from .engine import engine_name, make_trainer
+from .engine import make_trainer
 
 ARMS = (False, True)  # sparseopt off (baseline), on
 COLORS = {False: "#1f77b4", True: "#d62728"}
@@ -91,7 +91,7 @@ def band(series: list[list[float]]):
 class RacePanel(TrainingPanel):
     """Live race with controls for norm, sparsity, optimizer, DST method, seeds (⟳) and learning rate (⚡).
 
-    Public API: ``RacePanel(state=None, mode="auto", engine="auto")``; ``.widget``, ``.figure``, ``.state``
+    Public API: ``RacePanel(state=None, mode="auto")``; ``.widget``, ``.figure``, ``.state``
     (a :class:`RaceState`), ``.controls``, ``.buttons`` ("start", "stop", "reset"), ``.status``;
     ``run()`` (blocking in mode "blocking", else starts the worker), ``wait()``, ``set(**fields)``;
     results: ``.curves[sparseopt][seed]`` dicts of lists (step, loss, epoch, test_acc), ``summary()``,
@@ -102,9 +102,8 @@ class RacePanel(TrainingPanel):
     STRUCTURAL = ("norm", "sparsity", "optimizer", "method", "seeds")
     LIVE = ("lr",)
 
-    def __init__(self, state: RaceState | None = None, mode: str = "auto", engine: str = "auto"):
+    def __init__(self, state: RaceState | None = None, mode: str = "auto"):
         super().__init__(state or RaceState.default(), mode)
-        self.engine = engine
         st = self.state
         sw = {"description_width": "80px"}
         self._bind("norm", W.Dropdown(options=[("BatchNorm", "bn"), ("LayerNorm", "ln"), ("GroupNorm", "gn"),
@@ -210,7 +209,7 @@ class RacePanel(TrainingPanel):
         st = self.state
         self.set_status(f"{word} · step {self.step} · sparsity {st.sparsity:.2f} · norm {st.norm} · optimizer "
                         f"{st.optimizer} vs SparseOpt+{st.optimizer} · DST {st.method} · seeds {st.seeds} · lr {st.lr:.3g} · "
-                        f"{self._current} · engine {engine_name() if self.engine == 'auto' else self.engine} · "
+                        f"{self._current} · "
                         f"{self.mode_text()}")
 
     def _train(self) -> bool:
@@ -241,7 +240,7 @@ class RacePanel(TrainingPanel):
                     self._status("running")
 
             cfg["lr"] = self._trainer_lr(self.state.lr)  # live value now
-            trainer = make_trainer(cfg, [callback], prefer=self.engine)
+            trainer = make_trainer(cfg, [callback])
             trainer.run()
             self.runs_done.append((cfg, rec.get("reason")))
             if flag["interrupted"] or self.controller.stop_requested:
