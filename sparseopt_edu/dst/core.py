@@ -6,13 +6,16 @@ update may come back, and then keeps its value and state). What changes is the n
 and the new mask: grown weights start at exactly 0, and every per-element optimizer state of dropped and grown
 entries is zeroed. The optimizer step still runs on an update step; the topology changes after it.
 
-An update costs one host sync (to check live counts, finiteness and that no pruned weight moved), not one per
-layer; between updates ``step()`` costs nothing but an integer comparison.
+All layers are decided at once on one flat vector (``sparse/flat.py``): a segmented ranking replaces the per-layer
+top-k, so an update is a fixed number of kernels (about 60) whatever the depth of the model, plus one host sync
+(to check live counts, finiteness and that no pruned weight moved, and to read the ITOP rate and fan-in spread
+for the record). Between updates ``step()`` costs nothing but an integer comparison.
 """
 from __future__ import annotations
 
 import torch
 
+from ..sparse.flat import FlatLayout
 from ..sparse.masks import SparseMasks, check_elementwise
 from .schedule import UpdateSchedule
 
@@ -50,11 +53,52 @@ def check_ranks_agree(masks: SparseMasks, step: int) -> None:
         )
 
 
+class UpdateInputs:
+    """What one topology update reads, gathered once into the flat layout (``FlatLayout``) of all masked layers.
+
+    ``old`` the current mask, ``drop`` / ``keep`` per-layer counts on the device (``drop_host``: the same drop
+    counts as Python ints), ``gen`` this update's generator
+    (seeded by (seed, step): the same choices on every rank and on resume). ``weight_abs()``, ``gradient()`` and
+    ``noise()`` are computed on first use.
+    """
+
+    def __init__(self, dst: DynamicSparsity, t: int, fraction: float, drop_host: list[int]):
+        self.dst, self.t, self.drop_host = dst, t, drop_host
+        self.layout: FlatLayout = dst.masks.layout()
+        self.modules = list(dst.masks.modules.values())
+        self.old = self.layout.gather([m.weight_mask for m in self.modules])
+        live = self.layout.layer_sum(self.old)
+        self.drop = torch.floor(live * fraction)  # == math.floor(fraction * n) on the host (IEEE double)
+        self.keep = live - self.drop
+        self.gen = torch.Generator(device=self.old.device).manual_seed(dst._update_seed(t))
+        self._weight_abs = None
+
+    def weight_abs(self) -> torch.Tensor:
+        if self._weight_abs is None:
+            self._weight_abs = self.layout.gather([m.weight.detach() for m in self.modules]).float().abs_()
+        return self._weight_abs
+
+    def gradient(self) -> torch.Tensor:
+        """The raw dense gradient snapshotted on this update step (RigL)."""
+        return self.dst._grad_flat
+
+    def noise(self) -> torch.Tensor:
+        """Uniform [0, 1) noise, one draw per entry (each call draws afresh from this update's generator)."""
+        return torch.rand(self.layout.numel, generator=self.gen, device=self.old.device)
+
+    def neuron_scale(self) -> torch.Tensor:
+        """SparseOpt's sqrt(d_i / d_mean) of each entry's neuron, under the current masks."""
+        ratio = self.layout.density_ratio(self.layout.row_sum(self.old))
+        return ratio.sqrt_().float()[self.layout.row_of]
+
+
 class DynamicSparsity:
     """Base class: owns the schedule, the step counter, the ITOP union and the update loop.
 
     Usage: ``dst = RigL(masks, optimizer, delta_t=100, alpha=0.3, t_end=0.75, total_steps=T)``, then
     ``dst.step()`` after every ``optimizer.step()``; it returns whether the topology changed.
+    A method is a scorer: ``grow_scores(inputs)`` returns one flat score per connection (``UpdateInputs``);
+    SRigL, whose grow rule is per neuron, replaces ``new_mask`` instead.
     """
 
     needs_gradient = False
@@ -79,8 +123,9 @@ class DynamicSparsity:
         self.seed = seed
         self.t = 0
         self.updates: list[dict] = []  # one record per topology update (or skipped update)
-        self._union = {n: m.clone() for n, m in masks.items()}  # for the ITOP rate
+        self._reset_union()
         self._grads: dict[str, torch.Tensor] = {}
+        self._grad_flat: torch.Tensor | None = None
         self._grads_step = -1
         self._hook = None
         if optimizer is not None:
@@ -93,6 +138,10 @@ class DynamicSparsity:
         elif self.needs_gradient:
             raise ValueError(f"{type(self).__name__} grows from gradients: pass the optimizer")
 
+    def _reset_union(self) -> None:
+        """Start the ITOP union (in flat layout order) at the current masks."""
+        self._union = self.masks.layout().gather([m.weight_mask for m in self.masks.modules.values()]).clone()
+
     # ----- gradient snapshot (RigL) -------------------------------------------------------------------------
     def _snapshot_hook(self, optimizer, args, kwargs) -> None:
         if self.schedule.is_update(self.t + 1):
@@ -100,11 +149,16 @@ class DynamicSparsity:
 
     @torch.no_grad()
     def snapshot_gradients(self, step: int | None = None) -> None:
-        """Copy the raw dense gradient of every masked layer (only ever on update steps)."""
-        self._grads = {
-            n: m.weight.grad.detach().clone() for n, m in self.masks.modules.items() if m.weight.grad is not None
-        }
-        self._grads_step = self.t + 1 if step is None else step
+        """Copy the raw dense gradient of every masked layer into one flat buffer (only ever on update steps)."""
+        grads = [m.weight.grad if m.weight.grad is not None else torch.zeros_like(m.weight)
+                 for m in self.masks.modules.values()]
+        self.set_gradient_snapshot(self.masks.layout().gather(grads), self.t + 1 if step is None else step)
+
+    def set_gradient_snapshot(self, flat: torch.Tensor, step: int) -> None:
+        """Use ``flat`` (a gradient in layout order, e.g. a CUDA graph's static copy) for the update at ``step``."""
+        self._grad_flat = flat
+        self._grads = dict(zip(self.masks.modules, self.masks.layout().split(flat)))
+        self._grads_step = step
 
     # ----- the schedule -------------------------------------------------------------------------------------
     def step(self) -> bool:
@@ -121,100 +175,96 @@ class DynamicSparsity:
         if self.needs_gradient and self._grads_step != t:
             self.updates.append({"step": t, "drop_fraction": fraction, "skipped": "no gradient for this step"})
             return False
-        new_masks, checks, expected = {}, [], {}
-        for index, (name, module) in enumerate(self.masks.modules.items()):
-            n_active = self.masks.live_count(name)
-            k = self.schedule.drop_count(t, n_active)
-            if k == 0:
-                continue
-            old = module.weight_mask
-            gen = torch.Generator(device=old.device).manual_seed(self._layer_seed(t, index))
-            new = self.new_mask(name, module, k, gen)
-            new_masks[name], expected[name] = new, n_active
-            checks += [new.sum(), (new & ~old).sum()]
-        if not new_masks:  # late in the schedule floor(f * n) can be 0 everywhere: nothing to change
+        names = list(self.masks.modules)
+        live = [self.masks.live_count(n) for n in names]
+        drop = [self.schedule.drop_count(t, n) for n in live]
+        if not any(drop):  # late in the schedule floor(f * n) can be 0 everywhere: nothing to change
             self.updates.append({"step": t, "drop_fraction": fraction, "changed": {}})
             return False
-        modules = list(self.masks.modules.values())
-        weights = [m.weight.detach() for m in modules]
-        # foreach norms: a handful of kernels for all layers instead of a few per layer
-        norms = torch._foreach_norm(list(self._grads.values()) + weights)
-        finite = torch.isfinite(torch.stack(norms)).all()
-        outside = torch._foreach_addcmul(weights, weights, [m.weight_grad_mask for m in modules], value=-1)
-        leaked = torch.stack(torch._foreach_norm(outside, float("inf"))).max()
-        summary = torch.stack([c.double() for c in checks] + [finite.double(), leaked.double()]).tolist()
-        # ^ the one host sync of this update
-        counts, (finite, leaked) = summary[:-2], summary[-2:]
+        inputs = UpdateInputs(self, t, fraction, drop)
+        layout, old = inputs.layout, inputs.old
+        new = self.new_mask(inputs)
+        checked = [inputs.weight_abs()] + ([inputs.gradient()] if self._grad_flat is not None else [])
+        finite = torch.stack([torch.isfinite(c).all() for c in checked]).all()
+        leaked = (inputs.weight_abs() * ~old).amax()
+        union = self._union.to(old.device) | new
+        summary = torch.cat([
+            layout.layer_sum(new), layout.layer_sum(new & ~old),
+            torch.stack([finite.double(), leaked.double(), union.sum().double(),
+                         layout.fan_in_cv(layout.row_sum(new))]),
+        ]).tolist()  # the one host sync of this update
+        n = len(names)
+        new_live, changed, (finite, leaked, seen, fan_in_cv) = summary[:n], summary[n:2 * n], summary[2 * n:]
         if not finite:
             self.updates.append({"step": t, "drop_fraction": fraction, "skipped": "non-finite gradient or weight"})
-            self._grads = {}
+            self._clear_snapshot()
             return False
         if leaked != 0.0:
             raise RuntimeError(
                 f"pruned weights moved (max |w| outside the masks = {leaked:.3g}): the optimizer updated "
                 "inactive weights. Wrap it with SparseOpt(optimizer, masks) or call masks.attach(optimizer)."
             )
-        live, changed = counts[0::2], counts[1::2]
-        for (name, n_expected), n_live in zip(expected.items(), live):
+        for name, n_expected, n_live in zip(names, live, new_live):
             if int(n_live) != n_expected:
                 raise RuntimeError(f"live count of {name!r} changed from {n_expected} to {int(n_live)}: drop/grow bug")
-        self.masks.apply_masks(new_masks, counts=expected)
+        self.masks.apply_flat(new, old, counts=dict(zip(names, live)))
+        self._union = union
         check_ranks_agree(self.masks, t)
-        for name, new in new_masks.items():
-            self._union[name] |= new
         self.updates.append({
             "step": t,
             "drop_fraction": fraction,
-            "changed": {n: int(c) for n, c in zip(new_masks, changed)},
+            "changed": {n: int(c) for n, c, k in zip(names, changed, drop) if k},
+            "itop": seen / self.masks.numel(),
+            "fan_in_cv": fan_in_cv,
         })
-        self._grads = {}
+        self._clear_snapshot()
         return True
 
-    def _layer_seed(self, t: int, index: int) -> int:
-        # A generator seeded by (seed, step, layer): identical choices on every rank and on resume.
-        return (self.seed * 1_000_003 + t * 7_919 + index * 104_729) % (2**63 - 1)
+    def _clear_snapshot(self) -> None:
+        self._grads, self._grad_flat = {}, None
+
+    def _update_seed(self, t: int) -> int:
+        # A generator seeded by (seed, step): identical choices on every rank and on resume.
+        return (self.seed * 1_000_003 + t * 7_919) % (2**63 - 1)
 
     # ----- what subclasses change ---------------------------------------------------------------------------
-    def drop_scores(self, name: str, module, gen: torch.Generator) -> torch.Tensor:
+    def drop_scores(self, inputs: UpdateInputs) -> torch.Tensor:
         """Keep-score of each live connection (|w|, ties broken by noise); -inf for inactive ones."""
-        w = module.weight.detach()
-        noise = torch.rand(w.shape, generator=gen, device=w.device, dtype=w.dtype)
-        return torch.where(module.weight_mask, w.abs(), float("-inf")).add_(noise, alpha=TINY)
+        score = torch.where(inputs.old, inputs.weight_abs(), float("-inf"))
+        return score.add_(inputs.noise(), alpha=TINY)
 
-    def grow_scores(self, name: str, module, gen: torch.Generator) -> torch.Tensor:
+    def grow_scores(self, inputs: UpdateInputs) -> torch.Tensor:
         raise NotImplementedError
 
-    def new_mask(self, name: str, module, k: int, gen: torch.Generator) -> torch.Tensor:
-        """Drop the k weakest live connections, grow k among the non-survivors (the generic core)."""
-        old = module.weight_mask
-        n_active = self.masks.live_count(name)
-        keep_idx = torch.topk(self.drop_scores(name, module, gen).flatten(), n_active - k).indices
-        survivors = torch.zeros(old.numel(), dtype=torch.bool, device=old.device)
-        survivors[keep_idx] = True
-        grow = self.grow_scores(name, module, gen).flatten().masked_fill_(survivors, float("-inf"))
-        survivors[torch.topk(grow, k).indices] = True
-        return survivors.view_as(old)
+    def new_mask(self, inputs: UpdateInputs) -> torch.Tensor:
+        """The generic core, all layers at once: keep the (live - k) strongest, grow k among the non-survivors."""
+        layout = inputs.layout
+        survivors = layout.top_per_layer(self.drop_scores(inputs), inputs.keep)
+        grow = self.grow_scores(inputs).masked_fill_(survivors, float("-inf"))
+        return survivors | layout.top_per_layer(grow, inputs.drop)
 
     # ----- diagnostics and persistence ----------------------------------------------------------------------
     def itop_rate(self) -> float:
         """In-time over-parameterisation: |union of all masks seen| / |parameters| (Liu et al. 2021)."""
-        seen = torch.stack([u.sum() for u in self._union.values()]).sum()
-        return float(seen) / self.masks.numel()  # one host sync for all layers
+        return float(self._union.sum()) / self.masks.numel()  # one host sync for all layers
 
     def state_dict(self) -> dict:
+        union = self.masks.layout().split(self._union)
         return {
             "t": self.t, "seed": self.seed, "updates": list(self.updates),
-            "union": {n: u.clone() for n, u in self._union.items()},
+            "union": {n: u.clone() for n, u in zip(self.masks.modules, union)},
             "schedule": {"delta_t": self.schedule.delta_t, "alpha": self.schedule.alpha, "t_end": self.schedule.t_end},
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if set(state.get("union", {})) != set(self._union):
+        if set(state.get("union", {})) != set(self.masks.modules):
             raise ValueError("DST state was saved for other layers: was the checkpoint made for another model?")
         self.t = int(state["t"])
         self.seed = int(state["seed"])
         self.updates = list(state["updates"])
-        self._union = {n: u.to(self._union[n].device, torch.bool).clone() for n, u in state["union"].items()}
+        modules = self.masks.modules
+        union = [state["union"][n].to(m.weight.device, torch.bool) for n, m in modules.items()]
+        self._union = self.masks.layout().gather(union).clone()
         self.schedule = UpdateSchedule(**state["schedule"])
 
     def remove(self) -> None:

@@ -23,9 +23,8 @@ class SET(DynamicSparsity):
     New weights start at 0, as in RigL's SET baseline (Mocanu's original drew them at random).
     """
 
-    def grow_scores(self, name, module, gen):
-        w = module.weight
-        return torch.rand(w.shape, generator=gen, device=w.device, dtype=w.dtype)
+    def grow_scores(self, inputs):
+        return inputs.noise()
 
 
 class RigL(DynamicSparsity):
@@ -45,14 +44,11 @@ class RigL(DynamicSparsity):
         self.grow_from = grow_from
         super().__init__(masks, optimizer, **kwargs)
 
-    def gradient_score(self, name, module, gen):
-        g = self._grads[name].abs()
+    def grow_scores(self, inputs):
+        g = inputs.gradient().float().abs()
         if self.grow_from == "corrected":
-            g.mul_(self.masks.neuron_scale(name).view(-1, *([1] * (g.dim() - 1))))
-        return g.add_(torch.rand(g.shape, generator=gen, device=g.device, dtype=g.dtype), alpha=TINY)
-
-    def grow_scores(self, name, module, gen):
-        return self.gradient_score(name, module, gen)
+            g.mul_(inputs.neuron_scale())
+        return g.add_(inputs.noise(), alpha=TINY)
 
 
 class SRigL(RigL):
@@ -91,7 +87,7 @@ class SRigL(RigL):
                 "Use sparsify(..., fan_in='constant') to start from a constant fan-in mask.",
                 stacklevel=2,
             )
-        self._union = {n: m.clone() for n, m in masks.items()}
+        self._reset_union()
 
     @staticmethod
     def fan_in_targets(budget: int, active: torch.Tensor) -> torch.Tensor:
@@ -100,23 +96,35 @@ class SRigL(RigL):
         rank = active.long().cumsum(0) - 1
         return torch.where(active, budget // n + (rank < budget % n).long(), torch.zeros_like(rank))
 
-    def new_mask(self, name, module, k, gen):
-        mask = module.weight_mask
-        w = module.weight
-        n_out, fan = mask.shape[0], mask[0].numel()
+    def new_mask(self, inputs):
+        layout = inputs.layout
+        # RigL's layer-wide decisions, all layers at once: survivors by magnitude, growth candidates by gradient.
+        survivors = layout.top_per_layer(self.drop_scores(inputs), inputs.keep)
+        grad = self.grow_scores(inputs)
+        grow_pick = layout.top_per_layer(grad.masked_fill(survivors, float("-inf")), inputs.drop)
+        wa = inputs.weight_abs()
+        blocks = []
+        for i, name in enumerate(self.masks.modules):  # the per-neuron rule has each layer's own shape
+            n_out = layout.rows[i]
+            if layout.perms[i][0] != 0:
+                raise ValueError(f"SRigL needs each neuron's weights stored together; {name!r} has strides "
+                                 "that interleave neurons: make its weight contiguous or channels_last")
+            old, surv, pick, g, w = (v.view(n_out, -1) for v in (
+                inputs.old.split(layout.sizes)[i], survivors.split(layout.sizes)[i],
+                grow_pick.split(layout.sizes)[i], grad.split(layout.sizes)[i], wa.split(layout.sizes)[i]))
+            if not inputs.drop_host[i]:
+                blocks.append(old.reshape(-1))
+                continue
+            blocks.append(self._neuron_rule(name, old, surv, pick, g, w).reshape(-1))
+        return torch.cat(blocks)
+
+    def _neuron_rule(self, name, old, survivors, grow_pick, grad, wa):
+        """Ablate neurons with too few salient connections, then refill each active neuron to its fan-in."""
+        n_out, fan = old.shape
         budget = self.masks.live_count(name)
         active = self.active[name]
-        # RigL's layer-wide decisions: survivors by magnitude, growth candidates by gradient.
-        keep_idx = torch.topk(self.drop_scores(name, module, gen).flatten(), budget - k).indices
-        survivors = torch.zeros(mask.numel(), dtype=torch.bool, device=mask.device)
-        survivors[keep_idx] = True
-        grad = self.gradient_score(name, module, gen).flatten()
-        grow_pick = torch.zeros_like(survivors)
-        grow_pick[torch.topk(torch.where(survivors, torch.full_like(grad, float("-inf")), grad), k).indices] = True
-        survivors, grow_pick, grad = survivors.view(n_out, fan), grow_pick.view(n_out, fan), grad.view(n_out, fan)
-        # Ablation: too few salient connections for the neuron's current fan-in.
         salient = (survivors | grow_pick).sum(1)
-        current = mask.flatten(1).sum(1)
+        current = old.sum(1)
         candidate = active & ~(salient < self.gamma_sal * current)
         n_left = candidate.sum()
         feasible = (n_left > 0) & (n_left * fan >= budget)
@@ -124,12 +132,11 @@ class SRigL(RigL):
         self.active[name] = active
         target = self.fan_in_targets(budget, active)
         # Per neuron: survivors first (by |w|), then growth by |gradient| (both scaled into disjoint ranges).
-        wa = w.detach().abs().flatten(1)
         score = torch.where(
             survivors, 2.0 + wa / wa.max().clamp_min(1e-30), grad / grad.max().clamp_min(1e-30)
         )
         order = score.argsort(dim=1, descending=True)
-        return _rows_from_order(order, target).view_as(mask)
+        return _rows_from_order(order, target)
 
     def state_dict(self):
         state = super().state_dict()

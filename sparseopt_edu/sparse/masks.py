@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .distributions import DISTRIBUTIONS, check_sparsity, layer_counts
+from .flat import FlatLayout
 
 MASKABLE = (nn.Linear, nn.Conv2d)
 
@@ -64,6 +65,7 @@ class SparseMasks:
         self.state_policy = state_policy
         self.version = 0  # bumped on every mask change; caches elsewhere key on it
         self._counts: dict[str, int] = {}
+        self._layout: FlatLayout | None = None
         self._optimizers: list[weakref.ref] = []
         self._hooks: list = []
         for name, module in self.modules.items():
@@ -188,19 +190,70 @@ class SparseMasks:
 
         Entries live in both old and new mask keep weight and state; all others are zeroed (dropped ones,
         and grown ones, which start at 0). ``counts`` (live count per layer, when the caller knows them) saves
-        a host sync.
+        a host sync. Layers not named keep their masks.
         """
-        with torch.no_grad():
-            for name, new in new_masks.items():
-                module = self.modules[name]
-                old = module.weight_mask
-                keep = old & new
-                grown = new & ~old
-                module.weight.mul_(keep)
-                self._zero_state(module.weight, keep, grown)
-                old.copy_(new)
-                self._refresh(name, None if counts is None else counts[name])
+        layout = self.layout()
+        masks = [m.weight_mask for m in self.modules.values()]
+        new = layout.gather([new_masks.get(n, m) for n, m in zip(self.modules, masks)])
+        self.apply_flat(new, counts=counts)
+
+    @torch.no_grad()
+    def apply_flat(self, new: torch.Tensor, old: torch.Tensor | None = None,
+                   counts: dict[str, int] | None = None) -> None:
+        """``apply_masks`` for every layer at once, from a flat mask in :meth:`layout` order (a fixed number of
+        kernels, whatever the number of layers). ``old`` is the current flat mask when the caller has it."""
+        layout = self.layout()
+        modules = list(self.modules.values())
+        weights = [m.weight for m in modules]
+        if old is None:
+            old = layout.gather([m.weight_mask for m in modules])
+        keep = old & new
+        torch._foreach_mul_(weights, layout.split_as(keep, weights))
+        self._zero_states(weights, keep, new & ~old)
+        layout.scatter_([m.weight_mask for m in modules], new)
+        self._refresh_flat(new, counts)
         self.version += 1
+
+    def _refresh_flat(self, new: torch.Tensor, counts: dict[str, int] | None = None) -> None:
+        """Refresh every layer's cached grad mask and SparseOpt scale from the flat mask (as ``_refresh`` does)."""
+        layout = self.layout()
+        modules = list(self.modules.values())
+        live_rows = layout.row_sum(new)
+        scale = layout.density_ratio(live_rows).sqrt_()[layout.row_of]
+        layout.scatter_([m.weight_grad_mask for m in modules], new)
+        dtype = modules[0].weight_grad_scale.dtype
+        layout.scatter_([m.weight_grad_scale for m in modules], new.to(dtype) * scale.to(dtype))
+        if counts is None:
+            counts = dict(zip(self.modules, (int(c) for c in layout.rows_to_layers(live_rows).tolist())))
+        self._counts.update({n: int(counts[n]) for n in self.modules})
+
+    def layout(self) -> FlatLayout:
+        """The flat layout of the masked layers (rebuilt only when their device or memory format changed)."""
+        weights = [m.weight for m in self.modules.values()]
+        if self._layout is None or not self._layout.matches(weights):
+            self._layout = FlatLayout(weights)
+        return self._layout
+
+    def _zero_states(self, weights, keep: torch.Tensor, grown: torch.Tensor) -> None:
+        """``_zero_state`` for every layer from flat masks: one foreach multiply per kind of state."""
+        layout = self.layout()
+        if self.state_policy == "warm":
+            for w, k, g in zip(weights, layout.split(keep), layout.split(grown)):
+                self._zero_state(w, k, g)
+            return
+        keeps = None
+        for opt in self.optimizers():
+            by_key: dict[str, tuple[list, list]] = {}
+            for i, w in enumerate(weights):
+                for key, value in opt.state.get(w, {}).items():
+                    if torch.is_tensor(value) and value.shape == w.shape:
+                        if keeps is None:
+                            keeps = layout.split(keep.to(value.dtype))
+                        values, masks = by_key.setdefault(key, ([], []))
+                        values.append(value)
+                        masks.append(keeps[i] if keeps[i].dtype == value.dtype else keeps[i].to(value.dtype))
+            for values, masks in by_key.values():
+                torch._foreach_mul_(values, masks)
 
     def _zero_state(self, weight: torch.Tensor, keep: torch.Tensor, grown: torch.Tensor | None = None) -> None:
         """Zero every per-element optimizer state shaped like the weight outside ``keep``.
@@ -318,6 +371,7 @@ class SparseMasks:
                 module._buffers.pop(key, None)
         self.modules = {}
         self._counts = {}
+        self._layout = None
         return self.model
 
     def __repr__(self) -> str:

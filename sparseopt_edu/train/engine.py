@@ -339,15 +339,6 @@ class Trainer:
             "rotation_deg": float(np.mean(angles)) if angles else None,
         }
 
-    @torch.no_grad()
-    def _fan_in_cv(self) -> float:
-        """Mean over layers of the coefficient of variation of per-neuron fan-in (one host sync)."""
-        cvs = []
-        for module in self.masks.modules.values():
-            live = module.weight_grad_mask.flatten(1).sum(1).float()
-            cvs.append(live.std() / live.mean().clamp_min(1e-12))
-        return float(torch.stack(cvs).mean())
-
     def _train_step(self, x, y) -> None:
         update_next = self.dst is not None and self.dst.schedule.is_update(self.dst.t + 1)
         snapshot = update_next and self.config.skew_every == "update"
@@ -369,8 +360,8 @@ class Trainer:
         self._win_images += n
         if changed:
             record = self.dst.updates[-1]
-            data = {"itop": self.dst.itop_rate(), "changed": dict(record.get("changed", {})),
-                    "drop_fraction": record["drop_fraction"], "fan_in_cv": self._fan_in_cv(),
+            data = {"itop": record["itop"], "changed": dict(record.get("changed", {})),
+                    "drop_fraction": record["drop_fraction"], "fan_in_cv": record["fan_in_cv"],
                     "slope_raw": None, "slope_corrected": None, "rotation_deg": None}
             if skew is not None:
                 data.update(skew)

@@ -30,7 +30,7 @@ class GraphStep:
         self.eager_steps = 0
         self.static = None  # (x, y, loss, correct)
         self.update_graph = None
-        self.update_static = None  # (loss, correct, raw gradient copies by layer)
+        self.update_static = None  # (loss, correct, the raw gradient's flat copy)
         self.stream = torch.cuda.Stream(device=trainer.device)
 
     def _eager(self, x, y, snapshot):
@@ -72,7 +72,7 @@ class GraphStep:
             if hook is not None:
                 hook.remove()
         self.update_graph = graph
-        self.update_static = (loss, correct, dict(t.dst._grads))
+        self.update_static = (loss, correct, t.dst._grad_flat)
 
     def step(self, x, y, *, eager: bool, snapshot: bool):
         if self.eager_steps < WARMUP or (eager and self.graph is None):
@@ -90,8 +90,7 @@ class GraphStep:
         if self.update_graph is None:
             self._capture_update()
         self.update_graph.replay()
-        u_loss, u_correct, grads = self.update_static
-        if dst.needs_gradient:
-            dst._grads, dst._grads_step = dict(grads), dst.t + 1
-        skew = self.trainer._skew_snapshot(grads) if snapshot and grads else None
+        u_loss, u_correct, flat = self.update_static
+        dst.set_gradient_snapshot(flat, dst.t + 1)
+        skew = self.trainer._skew_snapshot(dst._grads) if snapshot else None
         return u_loss.clone(), u_correct.clone(), skew
