@@ -40,10 +40,51 @@ def engine_epochs(args, method: str, sparseopt: bool, cuda_graphs) -> dict:
     h = trainer.run()
     times = h.time_s
     steady = times[1:] or times
-    return {"name": f"engine {method}{' + SparseOpt' if sparseopt else ''}", "epoch_times_s": times,
-            "first_epoch_s": times[0], "steady_epoch_s": statistics.median(steady),
-            "images_per_s": trainer.steps_per_epoch * args.batch_size / statistics.median(steady),
-            "features": trainer.features, "final_train_loss": h.train_loss[-1], "test_acc": h.final("test_acc")}
+    row = {"name": f"engine {method}{' + SparseOpt' if sparseopt else ''}", "epoch_times_s": times,
+           "first_epoch_s": times[0], "steady_epoch_s": statistics.median(steady),
+           "images_per_s": trainer.steps_per_epoch * args.batch_size / statistics.median(steady),
+           "features": trainer.features, "final_train_loss": h.train_loss[-1], "test_acc": h.final("test_acc"),
+           "topology_updates": len(h.topology)}
+    if trainer._graph is not None and trainer._graph.graph is not None:
+        row["graph_replay_only_epoch_s"] = replay_only(trainer)
+    if trainer.dst is not None:
+        row["update_ms"] = update_ms(trainer)
+    return row
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def replay_only(trainer) -> float:
+    """One epoch of bare replays of the step graph: the GPU's own time per epoch, no loop, loader or updates."""
+    graph = trainer._graph.graph
+    _sync(trainer.device)
+    t0 = time.perf_counter()
+    for _ in range(trainer.steps_per_epoch):
+        graph.replay()
+    _sync(trainer.device)
+    return time.perf_counter() - t0
+
+
+def update_ms(trainer, n: int = 20) -> float:
+    """Median wall time of one topology update (drop, grow, checks, apply; synchronised on both sides)."""
+    from sparseopt_edu.dst.schedule import UpdateSchedule
+
+    dst = trainer.dst
+    dst.schedule = UpdateSchedule(delta_t=1, alpha=0.3, t_end=10**9)  # every step is an update step, f ~ 0.15
+    times = []
+    for _ in range(n):
+        if dst.needs_gradient:
+            dst.snapshot_gradients(dst.t + 1)
+        dst.t += 1
+        _sync(trainer.device)
+        t0 = time.perf_counter()
+        dst.update()
+        _sync(trainer.device)
+        times.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(times)
 
 
 def standard_loop(args, data) -> dict:
@@ -112,6 +153,10 @@ def main(argv=None) -> int:
     print(f"\n{'configuration':72s} {'first (s)':>9s} {'steady (s/epoch)':>16s} {'images/s':>10s}")
     for r in rows:
         print(f"{r['name']:72s} {r['first_epoch_s']:9.2f} {r['steady_epoch_s']:16.3f} {r['images_per_s']:10.0f}")
+    for r in rows[:2]:
+        extra = [f"{k} {r[k]:.3f}" for k in ("graph_replay_only_epoch_s", "update_ms") if k in r]
+        if extra:
+            print(f"{r['name']}: {', '.join(extra)}, {r['topology_updates']} topology updates")
     print(f"\nspeed-up of the engine (RigL + SparseOpt) over the standard loop: {summary['speedup_vs_standard']:.2f}x")
     print(f"overhead of RigL + SparseOpt over dense, same engine: {100 * summary['rigl_sparseopt_overhead_vs_dense']:+.1f}%")
     print(f"projected 100 epochs (RigL + SparseOpt): {summary['projected_100_epochs_s']:.0f} s")

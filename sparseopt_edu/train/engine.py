@@ -120,6 +120,8 @@ class Trainer:
             "ddp": self.dist is not None,
             "sync_bn": self.dist is not None and cuda and _auto(cfg.sync_bn, True),
         }
+        if cuda:  # fixed shapes: let cuDNN time its algorithms once (on every CUDA run: it is process-wide)
+            torch.backends.cudnn.benchmark = True
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._lr_request: float | None = None

@@ -16,9 +16,18 @@ forward, backward, SparseOpt's mask x scale multiply and the optimizer step remo
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 
 WARMUP = 3
+#: one capture at a time per process: runs sharing a GPU (``concurrent.py``) capture in turn. Captures use the
+#: "thread_local" error mode so the other runs keep launching and syncing on their own streams meanwhile.
+CAPTURE_LOCK = threading.Lock()
+
+
+def _capturing(graph: torch.cuda.CUDAGraph):
+    return torch.cuda.graph(graph, capture_error_mode="thread_local")
 
 
 class GraphStep:
@@ -52,7 +61,7 @@ class GraphStep:
         sx, sy = x.clone(), y.clone()
         t.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with CAPTURE_LOCK, _capturing(graph):
             loss, correct, _ = t._core_step(sx, sy, snapshot=False)
         self.graph, self.static = graph, (sx, sy, loss, correct)
 
@@ -65,7 +74,7 @@ class GraphStep:
         hook = None if t.dst.needs_gradient else t.optimizer.register_step_pre_hook(
             lambda opt, args, kwargs: t.dst.snapshot_gradients())
         try:
-            with torch.cuda.graph(graph):
+            with CAPTURE_LOCK, _capturing(graph):
                 t.optimizer.zero_grad(set_to_none=False)  # .grad already lives at the first graph's addresses
                 loss, correct, _ = t._core_step(sx, sy, snapshot=False)
         finally:

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 from .config import METHODS, TrainConfig
+from .concurrent import can_overlap, run_concurrently
 from .engine import train
 from .runs import atomic_write_text
 
@@ -67,26 +68,32 @@ def _run_config(config_dict: dict, threads: int | None = None) -> dict:
     return train(TrainConfig.from_dict(config_dict)).to_dict()
 
 
-def run(jobs: list[Job], parallel: int = 1, on_result=None) -> list[dict]:
-    """Run every job (``parallel`` processes when > 1) and return one result row per job, in job order."""
+def run(jobs: list[Job], parallel: int = 1, on_result=None, callbacks=()) -> list[dict]:
+    """Run every job and return one result row per job, in job order.
+
+    ``parallel`` > 1: on CUDA the runs share the GPU as threads with one CUDA stream each (``concurrent.py``:
+    separate processes only time-slice the GPU); on a CPU (or with torch.compile) as separate processes.
+    ``callbacks`` subscribe to the events of runs made in this process (not those of a process pool).
+    """
     histories: dict[int, dict] = {}
-    if parallel <= 1:
-        for i, job in enumerate(jobs):
-            histories[i] = _run_config(job.config.to_dict())
-            if on_result:
-                on_result(job, result_row(job, histories[i]))
+    configs = [job.config for job in jobs]
+
+    def done(i: int, history: dict) -> None:
+        histories[i] = history
+        if on_result:
+            on_result(jobs[i], result_row(jobs[i], history))
+
+    if parallel <= 1 or all(can_overlap(c) for c in configs):
+        run_concurrently(configs, parallel, on_done=done, callbacks=callbacks)
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         threads = max(1, (os.cpu_count() or 1) // parallel)
         with ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_run_config, job.config.to_dict(), threads): i for i, job in enumerate(jobs)}
+            futures = {pool.submit(_run_config, c.to_dict(), threads): i for i, c in enumerate(configs)}
             for fut in as_completed(futures):
-                i = futures[fut]
-                histories[i] = fut.result()
-                if on_result:
-                    on_result(jobs[i], result_row(jobs[i], histories[i]))
+                done(futures[fut], fut.result())
     return [result_row(job, histories[i]) for i, job in enumerate(jobs)]
 
 
