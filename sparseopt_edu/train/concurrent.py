@@ -7,7 +7,8 @@ GPU runs kernels of different streams side by side. Each run replays its own CUD
 Python work per step is small and releases the GIL inside every CUDA call, so the threads interleave.
 
 ``parallel`` worker threads take the runs in order; each builds its Trainer (one build at a time: seeding is
-global) and trains it on the worker's stream. Captures of CUDA graphs are serialised (``graphs.CAPTURE_LOCK``).
+global) and trains it on the worker's stream. A CUDA-graph capture runs alone: the others pause at their next
+step until it is done (``graphs.CaptureGate``).
 A run that fails does not stop the others; its exception is re-raised after all have finished. Ctrl-C asks
 every run to stop. On a CPU, with torch.compile, or with one job the runs simply go one after the other.
 """
@@ -20,6 +21,7 @@ import torch
 
 from .config import TrainConfig
 from .engine import Trainer, resolve_device
+from .graphs import GATE
 
 
 def can_overlap(config: TrainConfig) -> bool:
@@ -68,14 +70,15 @@ def run_concurrently(configs: list[TrainConfig], parallel: int, on_done=None, ca
                         return
                     i = pending.pop(0)
                 try:
-                    with BUILD_LOCK:
+                    with BUILD_LOCK, GATE.shared():
                         trainer = Trainer(configs[i], callbacks)
                     running[i] = trainer
                     if stopping.is_set():
                         trainer.request_stop()
                     results[i] = trainer.run().to_dict()
                     if stream is not None:
-                        stream.synchronize()
+                        with GATE.shared():
+                            stream.synchronize()
                     running.pop(i, None)
                     if on_done:
                         on_done(i, results[i])

@@ -456,7 +456,8 @@ class Trainer:
                     self._win_t0 = self._epoch_t0
                 for x, y in self.train_loader:
                     self._apply_requests()
-                    self._train_step(x, y)
+                    with self._gate():
+                        self._train_step(x, y)
                     if bar is not None:
                         bar.update(1)
                     if self.step % cfg.log_every == 0:
@@ -469,7 +470,9 @@ class Trainer:
                         break
                 if reason is None:
                     if self.train_loader.position >= self.steps_per_epoch or self.step >= self.total_steps:
-                        if not self._end_epoch():
+                        with self._gate():
+                            ended = self._end_epoch()
+                        if not ended:
                             reason = "nan"
                     else:  # stopped mid-epoch: the checkpoint keeps the partial epoch's sums and time
                         self._epoch_time += time.perf_counter() - self._epoch_t0
@@ -478,7 +481,8 @@ class Trainer:
             if reason is None:
                 reason = "done"
             if reason in ("done", "stopped") and cfg.run_dir:
-                self.save_checkpoint()
+                with self._gate():
+                    self.save_checkpoint()
         except KeyboardInterrupt:
             reason = "interrupted"  # state may be mid-step: keep the last checkpoint as it is
         finally:
@@ -493,6 +497,11 @@ class Trainer:
         self._stop.clear()
         self._emit("end", {"reason": reason, "history": self.history})
         return self.history
+
+    def _gate(self):
+        """Held around every step and epoch end: a CUDA-graph capture of another run sharing the GPU waits for
+        it, and it waits for the capture (``graphs.CaptureGate``)."""
+        return self._graph.gate.shared() if self._graph is not None else contextlib.nullcontext()
 
     def _progress_bar(self):
         show = self.config.progress

@@ -6,9 +6,9 @@ forward, backward, SparseOpt's mask x scale multiply and the optimizer step remo
   create the optimizer state and, with ``compile``, compile the model).
 - Capture: at the first non-update step after warm-up, with the real batch copied into static input tensors;
   the capture only records, so the graph is replayed once right after for that step.
-- Update steps (``dst.schedule.is_update(t + 1)``) replay a second graph, captured at the first update step
-  after the first graph: the same step plus RigL's copy of the raw dense gradient (its step pre-hook runs during
-  capture, so the copy is recorded; on replay the loop hands those static buffers to the DST). The skew metrics
+- Update steps (``dst.schedule.is_update(t + 1)``) replay a second graph, captured right after the first: the
+  same step plus a copy of the raw dense gradient into one flat buffer (a step pre-hook runs during capture, so
+  the copy is recorded; on replay the loop hands that static buffer to the DST). The skew metrics
   are computed from that copy after the replay. The topology update itself runs outside both graphs; masks,
   their cached scale tensors, weights and optimizer state are all changed in place, so the graphs stay valid.
   Eager steps zero the gradients in place (``set_to_none=False``) so ``.grad`` keeps the graph's addresses.
@@ -16,17 +16,67 @@ forward, backward, SparseOpt's mask x scale multiply and the optimizer step remo
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import torch
 
 WARMUP = 3
-#: one capture at a time per process: runs sharing a GPU (``concurrent.py``) capture in turn. Captures use the
-#: "thread_local" error mode so the other runs keep launching and syncing on their own streams meanwhile.
-CAPTURE_LOCK = threading.Lock()
+
+
+class CaptureGate:
+    """A capture runs alone: runs sharing the GPU (``concurrent.py``) hold the gate *shared* around their steps,
+    evaluations and builds, and a capture takes it *exclusively*.
+
+    Measured on an H200: a capture was invalidated ("operation failed due to a previous error during capture")
+    while other threads kept working: cuDNN autotuning, device-wide syncs and frees are not allowed during a
+    capture from any thread. A thread may capture while it holds the gate shared itself (captures happen inside
+    a step).
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._capturing = False
+        self._mine = threading.local()
+
+    @contextlib.contextmanager
+    def shared(self):
+        with self._cond:
+            while self._capturing:
+                self._cond.wait()
+            self._shared += 1
+        self._mine.count = getattr(self._mine, "count", 0) + 1
+        try:
+            yield
+        finally:
+            self._mine.count -= 1
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        own = getattr(self._mine, "count", 0)
+        with self._cond:
+            while self._capturing:
+                self._cond.wait()
+            self._capturing = True
+            while self._shared > own:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._capturing = False
+                self._cond.notify_all()
+
+
+GATE = CaptureGate()
 
 
 def _capturing(graph: torch.cuda.CUDAGraph):
+    # "thread_local": only the capturing thread is barred from unsafe calls (the gate keeps the others quiet)
     return torch.cuda.graph(graph, capture_error_mode="thread_local")
 
 
@@ -35,6 +85,7 @@ class GraphStep:
         if trainer.device.type != "cuda":
             raise RuntimeError("CUDA graphs need a CUDA device")
         self.trainer = trainer
+        self.gate = GATE
         self.graph = None
         self.eager_steps = 0
         self.static = None  # (x, y, loss, correct)
@@ -61,27 +112,33 @@ class GraphStep:
         sx, sy = x.clone(), y.clone()
         t.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
-        with CAPTURE_LOCK, _capturing(graph):
-            loss, correct, _ = t._core_step(sx, sy, snapshot=False)
-        self.graph, self.static = graph, (sx, sy, loss, correct)
+        with GATE.exclusive():
+            with _capturing(graph):
+                loss, correct, _ = t._core_step(sx, sy, snapshot=False)
+            self.graph, self.static = graph, (sx, sy, loss, correct)
+            if t.dst is not None and t.dst.t + 1 < t.dst.schedule.t_end:  # updates ahead: capture theirs now too
+                self._capture_update()
 
     def _capture_update(self):
-        """The update-step graph: zero the grads in place, then the step with RigL's raw-gradient copy."""
+        """The update-step graph: zero the grads in place, then the step with a copy of the raw gradient.
+
+        Captured right after the first graph, at a step that is not an update step (RigL's own snapshot hook does
+        not fire), so a hook records the copy for every method (SET and Static use it for the skew metrics).
+        """
         t = self.trainer
         sx, sy = self.static[0], self.static[1]
         graph = torch.cuda.CUDAGraph()
-        # SET and Static keep no gradient copy of their own; record one anyway for the skew metrics
-        hook = None if t.dst.needs_gradient else t.optimizer.register_step_pre_hook(
-            lambda opt, args, kwargs: t.dst.snapshot_gradients())
+        hook = t.optimizer.register_step_pre_hook(lambda opt, args, kwargs: t.dst.snapshot_gradients())
         try:
-            with CAPTURE_LOCK, _capturing(graph):
+            with _capturing(graph):
                 t.optimizer.zero_grad(set_to_none=False)  # .grad already lives at the first graph's addresses
                 loss, correct, _ = t._core_step(sx, sy, snapshot=False)
         finally:
-            if hook is not None:
-                hook.remove()
+            hook.remove()
         self.update_graph = graph
         self.update_static = (loss, correct, t.dst._grad_flat)
+        t.dst._clear_snapshot()  # recorded, not run: no real snapshot exists yet
+        t.dst._grads_step = -1
 
     def step(self, x, y, *, eager: bool, snapshot: bool):
         if self.eager_steps < WARMUP or (eager and self.graph is None):
@@ -97,7 +154,8 @@ class GraphStep:
             return loss.clone(), correct.clone(), None
         dst = self.trainer.dst
         if self.update_graph is None:
-            self._capture_update()
+            with GATE.exclusive():
+                self._capture_update()
         self.update_graph.replay()
         u_loss, u_correct, flat = self.update_static
         dst.set_gradient_snapshot(flat, dst.t + 1)
