@@ -34,3 +34,53 @@ def test_failing_run_is_reported_after_the_others_finish():
 
 def test_cpu_runs_do_not_overlap_by_default():
     assert not can_overlap(tiny(0))
+
+
+def test_capture_gate_is_exclusive_and_two_capturers_do_not_deadlock():
+    import threading
+    import time
+
+    from sparseopt_edu.train.graphs import CaptureGate
+
+    gate = CaptureGate()
+    inside = []  # ("shared" | "capture", thread, event)
+    lock = threading.Lock()
+    errors = []
+
+    def log(kind, what):
+        with lock:
+            inside.append((kind, threading.current_thread().name, what))
+
+    together = threading.Barrier(4, timeout=10)
+
+    def run(capture_at):
+        try:
+            for step in range(30):
+                with gate.shared():
+                    log("shared", "in")
+                    if step == capture_at:  # all four inside a step, then all want to capture at once
+                        together.wait()
+                        with gate.exclusive():
+                            log("capture", "in")
+                            time.sleep(0.01)
+                            log("capture", "out")
+                    time.sleep(0.001)
+                    log("shared", "out")
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(3,), name=f"t{i}", daemon=True) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=20)
+    assert not any(th.is_alive() for th in threads), "deadlock: a thread never finished"
+    assert not errors
+    # inside a capture window, nothing happens in any other thread (runs waiting to capture are paused too)
+    capturing = None
+    for kind, name, what in inside:
+        if kind == "capture":
+            capturing = name if what == "in" else None
+        else:
+            assert capturing in (None, name), f"{name} worked while {capturing} captured"
+    assert sum(1 for k, _, w in inside if k == "capture" and w == "in") == 4

@@ -59,16 +59,21 @@ class CaptureGate:
     def exclusive(self):
         own = getattr(self._mine, "count", 0)
         with self._cond:
+            # stop counting as a holder while waiting: two runs that both want to capture must not wait for
+            # each other (each inside its own step) forever
+            self._shared -= own
+            self._cond.notify_all()
             while self._capturing:
                 self._cond.wait()
             self._capturing = True
-            while self._shared > own:
+            while self._shared > 0:
                 self._cond.wait()
         try:
             yield
         finally:
             with self._cond:
                 self._capturing = False
+                self._shared += own
                 self._cond.notify_all()
 
 
