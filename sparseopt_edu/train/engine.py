@@ -454,16 +454,21 @@ class Trainer:
                 self._epoch_t0 = time.perf_counter()
                 if self._win_n == 0:
                     self._win_t0 = self._epoch_t0
-                for x, y in self.train_loader:
-                    self._apply_requests()
-                    with self._gate():
-                        self._train_step(x, y)
+                batches = iter(self.train_loader)
+                while True:
+                    with self._gate():  # all CUDA work of a step, the loader's included, inside the gate
+                        batch = next(batches, None)
+                        if batch is None:
+                            break
+                        self._apply_requests()
+                        self._train_step(*batch)
+                        logged = self._log_step() if self.step % cfg.log_every == 0 else True
                     if bar is not None:
                         bar.update(1)
+                    if not logged:
+                        reason = "nan"
+                        break
                     if self.step % cfg.log_every == 0:
-                        if not self._log_step():
-                            reason = "nan"
-                            break
                         if bar is not None:
                             bar.set_postfix(loss=f"{self.history.step_log[-1]['loss']:.4f}")
                     if self.step >= self.total_steps or self._stop.is_set():
@@ -499,8 +504,10 @@ class Trainer:
         return self.history
 
     def _gate(self):
-        """Held around every step and epoch end: a CUDA-graph capture of another run sharing the GPU waits for
-        it, and it waits for the capture (``graphs.CaptureGate``)."""
+        """Held around every step (its batch too) and epoch end: a CUDA-graph capture of another run sharing the
+        GPU waits for it, and it waits for the capture (``graphs.CaptureGate``). Streams come from a small pool,
+        so another run's stream can be the capture stream: a kernel it launched then would be recorded into the
+        graph (seen on an H200 as index-out-of-bounds asserts in later replays)."""
         return self._graph.gate.shared() if self._graph is not None else contextlib.nullcontext()
 
     def _progress_bar(self):

@@ -80,9 +80,9 @@ class CaptureGate:
 GATE = CaptureGate()
 
 
-def _capturing(graph: torch.cuda.CUDAGraph):
+def _capturing(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream):
     # "thread_local": only the capturing thread is barred from unsafe calls (the gate keeps the others quiet)
-    return torch.cuda.graph(graph, capture_error_mode="thread_local")
+    return torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local")
 
 
 class GraphStep:
@@ -118,7 +118,7 @@ class GraphStep:
         t.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with GATE.exclusive():
-            with _capturing(graph):
+            with _capturing(graph, self.stream):
                 loss, correct, _ = t._core_step(sx, sy, snapshot=False)
             self.graph, self.static = graph, (sx, sy, loss, correct)
             if t.dst is not None and t.dst.t + 1 < t.dst.schedule.t_end:  # updates ahead: capture theirs now too
@@ -135,7 +135,7 @@ class GraphStep:
         graph = torch.cuda.CUDAGraph()
         hook = t.optimizer.register_step_pre_hook(lambda opt, args, kwargs: t.dst.snapshot_gradients())
         try:
-            with _capturing(graph):
+            with _capturing(graph, self.stream):
                 t.optimizer.zero_grad(set_to_none=False)  # .grad already lives at the first graph's addresses
                 loss, correct, _ = t._core_step(sx, sy, snapshot=False)
         finally:
