@@ -1,7 +1,7 @@
 """How fast the Table 2 grid runs on one GPU: 18 runs (RigL and RigL + SparseOpt at 90/95/97% x 3 seeds).
 
 Runs the real grid (``reproduce table2``'s recipe, ResNet-20, batch 128, 50,000 CIFAR-100-shaped images per epoch
-from ``shapes``) twice, E1 and E2 epochs per run, with ``--parallel`` 1, 2, 4, ... (threads with one CUDA stream each), and
+from ``shapes``) twice, E1 and E2 epochs per run, with ``--parallel`` 1, 2, 4, ... (runs interleaved, one CUDA stream each), and
 projects the 100-epoch grid from the difference: wall(100) = wall(E1) + (100 - E1) x (wall(E2) - wall(E1)) /
 (E2 - E1). Warm-up (capture, cuDNN autotuning, data) is in wall(E1) once per run, as in a real grid. Prints a
 table; writes JSON under benchmarks/results/. One

@@ -339,7 +339,7 @@ def _grid_args(parser: argparse.ArgumentParser, sparsities: str = "0.9", seeds: 
     parser.add_argument("--sparsities", type=_floats, default=_floats(sparsities), metavar="S,S,...",
                         help=f"sparsities of the sparse variants (default {sparsities})")
     parser.add_argument("--seeds", type=int, default=seeds, help=f"number of seeds, 0..N-1 (default {seeds})")
-    parser.add_argument("--parallel", type=int, default=1, help="runs at once (default 1): threads sharing the GPU, one CUDA stream each, on CUDA; processes on a CPU")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once (default 1): on CUDA interleaved on the GPU, one CUDA stream each; processes on a CPU")
     parser.add_argument("--out", help="output folder")
     _threads_flag(parser)
 

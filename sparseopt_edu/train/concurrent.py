@@ -1,105 +1,100 @@
-"""Several runs at once on one GPU: one thread and one CUDA stream per run, in one process.
+"""Several runs at once on one GPU: one CUDA stream per run, their steps interleaved by one Python thread.
 
 Why: a small model (ResNet-20 at batch 128) leaves most of an H100 idle even inside a CUDA graph: its kernels are
 too small to fill the card and each waits for the previous one. Separate processes do not fill the gaps (without
 MPS the GPU time-slices between processes: 1.1-1.5x at 6-8 processes, measured). Streams of one process do: the
-GPU runs kernels of different streams side by side. Each run replays its own CUDA graphs on its own stream; the
-Python work per step is small and releases the GIL inside every CUDA call, so the threads interleave.
+GPU runs kernels of different streams side by side. Each run replays its own CUDA graphs on its own stream; one
+step of a run costs the CPU well under a millisecond, so one thread can keep several streams fed.
 
-``parallel`` worker threads take the runs in order; each builds its Trainer (one build at a time: seeding is
-global) and trains it on the worker's stream. A CUDA-graph capture runs alone: the others pause at their next
-step until it is done (``graphs.CaptureGate``).
-A run that fails does not stop the others; its exception is re-raised after all have finished. Ctrl-C asks
-every run to stop. On a CPU, with torch.compile, or with one job the runs simply go one after the other.
+One thread, not one per run: measured on an H200, threads made CUDA-graph captures fail (another thread's work
+invalidated a capture, and a pooled stream of one run turned out to be another run's capture stream, recording
+its kernels into the wrong graph). Driven from one thread, a capture happens while nothing else is launched, as
+in a single run.
+
+``parallel`` runs are active at a time; the next run starts (is built, then stepped) as soon as one ends. A run
+that fails does not stop the others; the first failure is raised once all have ended. Ctrl-C asks every active
+run to stop after its current step (each keeps its checkpoint) and is then raised. On a CPU, with torch.compile,
+or with ``parallel`` 1 the runs simply go one after the other.
 """
 from __future__ import annotations
 
 import contextlib
-import threading
+from collections import deque
 
 import torch
 
 from .config import TrainConfig
 from .engine import Trainer, resolve_device
-from .graphs import GATE
 
 
 def can_overlap(config: TrainConfig) -> bool:
-    """Whether runs of this config can share a GPU through streams (CUDA, and no torch.compile: dynamo is not
-    thread-safe)."""
+    """Whether runs of this config can share a GPU through streams (CUDA, no torch.compile: each compiled model
+    would compile again per run, minutes each, and recompile when the interleaving changes guards)."""
     return resolve_device(config.device).type == "cuda" and not config.compile
 
 
-#: Trainer construction seeds the global RNGs: one build at a time keeps every run's initialisation deterministic
-BUILD_LOCK = threading.Lock()
-
-
 def run_concurrently(configs: list[TrainConfig], parallel: int, on_done=None, callbacks=(),
-                     threads: bool | None = None) -> list[dict]:
+                     interleave: bool | None = None) -> list[dict]:
     """Train every config, ``parallel`` at a time, each on its own CUDA stream; returns the Histories as dicts,
-    in order. ``on_done(index, history_dict)`` is called (from the run's thread) as each run ends; ``callbacks``
-    subscribe to every run's events (from the runs' threads: they must be thread-safe). ``threads`` forces the
-    thread pool on or off (default: on where ``can_overlap``; on a CPU it only serves tests of the pool itself).
-
-    Results equal a sequential run's up to the float non-determinism of cuDNN autotuning (the streams share
-    nothing but the GPU).
+    in order. ``on_done(index, history_dict)`` is called as each run ends; ``callbacks`` subscribe to every
+    run's events. ``interleave`` forces interleaving on or off (default: on where ``can_overlap``; on a CPU it
+    only serves tests of the driver itself).
     """
     results: list[dict | None] = [None] * len(configs)
-    if threads is None:
-        threads = all(can_overlap(c) for c in configs)
-    if parallel <= 1 or len(configs) <= 1 or not threads:
+    if interleave is None:
+        interleave = all(can_overlap(c) for c in configs)
+    if parallel <= 1 or len(configs) <= 1 or not interleave:
         for i, cfg in enumerate(configs):
             results[i] = Trainer(cfg, callbacks).run().to_dict()
             if on_done:
                 on_done(i, results[i])
         return results
-    pending = list(range(len(configs)))
-    queue_lock = threading.Lock()
-    running: dict[int, Trainer] = {}
-    stopping = threading.Event()
-    errors: list[tuple[int, BaseException]] = []
 
     device = resolve_device(configs[0].device)
+    pending = deque(range(len(configs)))
+    active: dict[int, tuple] = {}  # index -> (trainer, its step generator, its stream)
+    errors: list[tuple[int, BaseException]] = []
 
-    def worker() -> None:
-        stream = torch.cuda.Stream(device=device) if device.type == "cuda" else None
-        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-            while not stopping.is_set():
-                with queue_lock:
-                    if not pending:
-                        return
-                    i = pending.pop(0)
+    def on_stream(stream):
+        return torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
+
+    def finish(i: int) -> None:
+        trainer, _, stream = active.pop(i)
+        if stream is not None:
+            stream.synchronize()
+        results[i] = trainer.history.to_dict()
+        if on_done:
+            on_done(i, results[i])
+
+    interrupted = False
+    while pending or active:
+        try:
+            while pending and len(active) < parallel and not interrupted:
+                i = pending.popleft()
+                stream = torch.cuda.Stream(device=device) if device.type == "cuda" else None
                 try:
-                    with BUILD_LOCK, GATE.shared():
+                    with on_stream(stream):
                         trainer = Trainer(configs[i], callbacks)
-                    running[i] = trainer
-                    if stopping.is_set():
-                        trainer.request_stop()
-                    results[i] = trainer.run().to_dict()
-                    if stream is not None:
-                        with GATE.shared():
-                            stream.synchronize()
-                    running.pop(i, None)
-                    if on_done:
-                        on_done(i, results[i])
-                except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+                    active[i] = (trainer, trainer.iterate(), stream)
+                except Exception as e:  # noqa: BLE001 - the other runs go on; raised at the end
                     errors.append((i, e))
-
-    pool = [threading.Thread(target=worker, daemon=True, name=f"sparseopt-run-{k}")
-            for k in range(min(parallel, len(configs)))]
-    for th in pool:
-        th.start()
-    try:
-        for th in pool:
-            while th.is_alive():
-                th.join(timeout=0.5)
-    except KeyboardInterrupt:
-        stopping.set()
-        for t in list(running.values()):
-            t.request_stop()
-        for th in pool:
-            th.join()
-        raise
+            for i in list(active):
+                trainer, steps, stream = active[i]
+                try:
+                    with on_stream(stream):
+                        next(steps)
+                except StopIteration:
+                    finish(i)
+                except Exception as e:  # noqa: BLE001
+                    active.pop(i)
+                    errors.append((i, e))
+        except KeyboardInterrupt:
+            interrupted = True
+            pending.clear()
+            for trainer, _, _ in active.values():
+                trainer.request_stop()  # each ends after its current step with reason "stopped"
+    if interrupted:
+        raise KeyboardInterrupt
     if errors:
         i, e = sorted(errors, key=lambda x: x[0])[0]
         raise RuntimeError(f"run {i + 1} of {len(configs)} failed: {e}") from e

@@ -436,6 +436,16 @@ class Trainer:
     # ----- the loop ---------------------------------------------------------------------------------------
     def run(self) -> History:
         """Train until ``total_steps`` (or a stop, a NaN, Ctrl-C); returns the History (``history.reason``)."""
+        for _ in self.iterate():
+            pass
+        return self.history
+
+    def iterate(self):
+        """``run()`` one step at a time: a generator that yields after every training step.
+
+        For drivers that interleave several runs on one GPU (``concurrent.py``); ``history`` is complete once it
+        is exhausted.
+        """
         cfg = self.config
         self._stop_reason = None
         self.history.reason = None
@@ -456,13 +466,13 @@ class Trainer:
                     self._win_t0 = self._epoch_t0
                 batches = iter(self.train_loader)
                 while True:
-                    with self._gate():  # all CUDA work of a step, the loader's included, inside the gate
-                        batch = next(batches, None)
-                        if batch is None:
-                            break
-                        self._apply_requests()
-                        self._train_step(*batch)
-                        logged = self._log_step() if self.step % cfg.log_every == 0 else True
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    self._apply_requests()
+                    self._train_step(*batch)
+                    logged = self._log_step() if self.step % cfg.log_every == 0 else True
+                    yield self.step
                     if bar is not None:
                         bar.update(1)
                     if not logged:
@@ -475,9 +485,7 @@ class Trainer:
                         break
                 if reason is None:
                     if self.train_loader.position >= self.steps_per_epoch or self.step >= self.total_steps:
-                        with self._gate():
-                            ended = self._end_epoch()
-                        if not ended:
+                        if not self._end_epoch():
                             reason = "nan"
                     else:  # stopped mid-epoch: the checkpoint keeps the partial epoch's sums and time
                         self._epoch_time += time.perf_counter() - self._epoch_t0
@@ -486,8 +494,7 @@ class Trainer:
             if reason is None:
                 reason = "done"
             if reason in ("done", "stopped") and cfg.run_dir:
-                with self._gate():
-                    self.save_checkpoint()
+                self.save_checkpoint()
         except KeyboardInterrupt:
             reason = "interrupted"  # state may be mid-step: keep the last checkpoint as it is
         finally:
@@ -501,14 +508,6 @@ class Trainer:
             write_records(cfg.run_dir, cfg, self.history)
         self._stop.clear()
         self._emit("end", {"reason": reason, "history": self.history})
-        return self.history
-
-    def _gate(self):
-        """Held around every step (its batch too) and epoch end: a CUDA-graph capture of another run sharing the
-        GPU waits for it, and it waits for the capture (``graphs.CaptureGate``). Streams come from a small pool,
-        so another run's stream can be the capture stream: a kernel it launched then would be recorded into the
-        graph (seen on an H200 as index-out-of-bounds asserts in later replays)."""
-        return self._graph.gate.shared() if self._graph is not None else contextlib.nullcontext()
 
     def _progress_bar(self):
         show = self.config.progress

@@ -16,73 +16,14 @@ forward, backward, SparseOpt's mask x scale multiply and the optimizer step remo
 """
 from __future__ import annotations
 
-import contextlib
-import threading
-
 import torch
 
 WARMUP = 3
 
 
-class CaptureGate:
-    """A capture runs alone: runs sharing the GPU (``concurrent.py``) hold the gate *shared* around their steps,
-    evaluations and builds, and a capture takes it *exclusively*.
-
-    Measured on an H200: a capture was invalidated ("operation failed due to a previous error during capture")
-    while other threads kept working: cuDNN autotuning, device-wide syncs and frees are not allowed during a
-    capture from any thread. A thread may capture while it holds the gate shared itself (captures happen inside
-    a step).
-    """
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._shared = 0
-        self._capturing = False
-        self._mine = threading.local()
-
-    @contextlib.contextmanager
-    def shared(self):
-        with self._cond:
-            while self._capturing:
-                self._cond.wait()
-            self._shared += 1
-        self._mine.count = getattr(self._mine, "count", 0) + 1
-        try:
-            yield
-        finally:
-            self._mine.count -= 1
-            with self._cond:
-                self._shared -= 1
-                self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def exclusive(self):
-        own = getattr(self._mine, "count", 0)
-        with self._cond:
-            # stop counting as a holder while waiting: two runs that both want to capture must not wait for
-            # each other (each inside its own step) forever
-            self._shared -= own
-            self._cond.notify_all()
-            while self._capturing:
-                self._cond.wait()
-            self._capturing = True
-            while self._shared > 0:
-                self._cond.wait()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._capturing = False
-                self._shared += own
-                self._cond.notify_all()
-
-
-GATE = CaptureGate()
-
-
 def _capturing(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream):
-    # "thread_local": only the capturing thread is barred from unsafe calls (the gate keeps the others quiet)
-    return torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local")
+    # on the GraphStep's own side stream rather than torch's one class-wide capture stream
+    return torch.cuda.graph(graph, stream=stream)
 
 
 class GraphStep:
@@ -90,7 +31,6 @@ class GraphStep:
         if trainer.device.type != "cuda":
             raise RuntimeError("CUDA graphs need a CUDA device")
         self.trainer = trainer
-        self.gate = GATE
         self.graph = None
         self.eager_steps = 0
         self.static = None  # (x, y, loss, correct)
@@ -117,12 +57,11 @@ class GraphStep:
         sx, sy = x.clone(), y.clone()
         t.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
-        with GATE.exclusive():
-            with _capturing(graph, self.stream):
-                loss, correct, _ = t._core_step(sx, sy, snapshot=False)
-            self.graph, self.static = graph, (sx, sy, loss, correct)
-            if t.dst is not None and t.dst.t + 1 < t.dst.schedule.t_end:  # updates ahead: capture theirs now too
-                self._capture_update()
+        with _capturing(graph, self.stream):
+            loss, correct, _ = t._core_step(sx, sy, snapshot=False)
+        self.graph, self.static = graph, (sx, sy, loss, correct)
+        if t.dst is not None and t.dst.t + 1 < t.dst.schedule.t_end:  # updates ahead: capture theirs now too
+            self._capture_update()
 
     def _capture_update(self):
         """The update-step graph: zero the grads in place, then the step with a copy of the raw gradient.
@@ -159,8 +98,7 @@ class GraphStep:
             return loss.clone(), correct.clone(), None
         dst = self.trainer.dst
         if self.update_graph is None:
-            with GATE.exclusive():
-                self._capture_update()
+            self._capture_update()
         self.update_graph.replay()
         u_loss, u_correct, flat = self.update_static
         dst.set_gradient_snapshot(flat, dst.t + 1)

@@ -71,7 +71,7 @@ def _run_config(config_dict: dict, threads: int | None = None) -> dict:
 def run(jobs: list[Job], parallel: int = 1, on_result=None, callbacks=()) -> list[dict]:
     """Run every job and return one result row per job, in job order.
 
-    ``parallel`` > 1: on CUDA the runs share the GPU as threads with one CUDA stream each (``concurrent.py``:
+    ``parallel`` > 1: on CUDA the runs share the GPU, one CUDA stream each, interleaved by one thread (``concurrent.py``:
     separate processes only time-slice the GPU); on a CPU (or with torch.compile) as separate processes.
     ``callbacks`` subscribe to the events of runs made in this process (not those of a process pool).
     """
