@@ -51,15 +51,18 @@ def run_concurrently(configs: list[TrainConfig], parallel: int, on_done=None, ca
         return results
 
     device = resolve_device(configs[0].device)
+    # one stream per slot, made once: streams come round-robin from a pool of 32, so a stream per run would
+    # come back to a run still going (see graphs.side_stream)
+    slots = [torch.cuda.Stream(device=device) if device.type == "cuda" else None for _ in range(parallel)]
     pending = deque(range(len(configs)))
-    active: dict[int, tuple] = {}  # index -> (trainer, its step generator, its stream)
+    active: dict[int, tuple] = {}  # index -> (trainer, its step generator, its stream, its slot)
     errors: list[tuple[int, BaseException]] = []
 
     def on_stream(stream):
         return torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
 
     def finish(i: int) -> None:
-        trainer, _, stream = active.pop(i)
+        trainer, _, stream, _ = active.pop(i)
         if stream is not None:
             stream.synchronize()
         results[i] = trainer.history.to_dict()
@@ -71,15 +74,17 @@ def run_concurrently(configs: list[TrainConfig], parallel: int, on_done=None, ca
         try:
             while pending and len(active) < parallel and not interrupted:
                 i = pending.popleft()
-                stream = torch.cuda.Stream(device=device) if device.type == "cuda" else None
+                busy = {entry[3] for entry in active.values()}
+                slot = next(k for k in range(parallel) if k not in busy)
+                stream = slots[slot]
                 try:
                     with on_stream(stream):
                         trainer = Trainer(configs[i], callbacks)
-                    active[i] = (trainer, trainer.iterate(), stream)
+                    active[i] = (trainer, trainer.iterate(), stream, slot)
                 except Exception as e:  # noqa: BLE001 - the other runs go on; raised at the end
                     errors.append((i, e))
             for i in list(active):
-                trainer, steps, stream = active[i]
+                trainer, steps, stream, _ = active[i]
                 try:
                     with on_stream(stream):
                         next(steps)
@@ -91,7 +96,7 @@ def run_concurrently(configs: list[TrainConfig], parallel: int, on_done=None, ca
         except KeyboardInterrupt:
             interrupted = True
             pending.clear()
-            for trainer, _, _ in active.values():
+            for trainer, *_ in active.values():
                 trainer.request_stop()  # each ends after its current step with reason "stopped"
     if interrupted:
         raise KeyboardInterrupt

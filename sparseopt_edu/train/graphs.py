@@ -16,14 +16,41 @@ forward, backward, SparseOpt's mask x scale multiply and the optimizer step remo
 """
 from __future__ import annotations
 
+import contextlib
+import gc
+
 import torch
 
 WARMUP = 3
 
 
-def _capturing(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream):
-    # on the GraphStep's own side stream rather than torch's one class-wide capture stream
-    return torch.cuda.graph(graph, stream=stream)
+_SIDE_STREAMS: dict = {}
+
+
+def side_stream(device: torch.device) -> torch.cuda.Stream:
+    """One warm-up stream per device for every run of the process.
+
+    torch hands out streams round-robin from a pool of 32: a new stream per run came back as another run's stream
+    after 16 runs interleaved on one GPU, and that run's capture failed (H200, measured). Runs reuse this one.
+    """
+    key = torch.device(device).index if torch.device(device).index is not None else torch.cuda.current_device()
+    if key not in _SIDE_STREAMS:
+        _SIDE_STREAMS[key] = torch.cuda.Stream(device=key)
+    return _SIDE_STREAMS[key]
+
+
+@contextlib.contextmanager
+def _capturing(graph: torch.cuda.CUDAGraph):
+    """torch.cuda.graph, with Python's garbage collector paused: a collection during the capture could free an
+    ended run's graph or events (CUDA calls that invalidate a capture)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with torch.cuda.graph(graph):
+            yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class GraphStep:
@@ -36,7 +63,7 @@ class GraphStep:
         self.static = None  # (x, y, loss, correct)
         self.update_graph = None
         self.update_static = None  # (loss, correct, the raw gradient's flat copy)
-        self.stream = torch.cuda.Stream(device=trainer.device)
+        self.stream = side_stream(trainer.device)
 
     def _eager(self, x, y, snapshot):
         t = self.trainer
@@ -57,7 +84,7 @@ class GraphStep:
         sx, sy = x.clone(), y.clone()
         t.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
-        with _capturing(graph, self.stream):
+        with _capturing(graph):
             loss, correct, _ = t._core_step(sx, sy, snapshot=False)
         self.graph, self.static = graph, (sx, sy, loss, correct)
         if t.dst is not None and t.dst.t + 1 < t.dst.schedule.t_end:  # updates ahead: capture theirs now too
@@ -74,7 +101,7 @@ class GraphStep:
         graph = torch.cuda.CUDAGraph()
         hook = t.optimizer.register_step_pre_hook(lambda opt, args, kwargs: t.dst.snapshot_gradients())
         try:
-            with _capturing(graph, self.stream):
+            with _capturing(graph):
                 t.optimizer.zero_grad(set_to_none=False)  # .grad already lives at the first graph's addresses
                 loss, correct, _ = t._core_step(sx, sy, snapshot=False)
         finally:
