@@ -335,11 +335,28 @@ def _print_epochs(event) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- compare
+AUTO_PARALLEL_CUDA = 8
+
+
+def _parallel(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer >= 1, got {text!r}")
+    return value
+
+
 def _grid_args(parser: argparse.ArgumentParser, sparsities: str = "0.9", seeds: int = 1) -> None:
     parser.add_argument("--sparsities", type=_floats, default=_floats(sparsities), metavar="S,S,...",
                         help=f"sparsities of the sparse variants (default {sparsities})")
     parser.add_argument("--seeds", type=int, default=seeds, help=f"number of seeds, 0..N-1 (default {seeds})")
-    parser.add_argument("--parallel", type=int, default=1, help="runs at once (default 1): on CUDA interleaved on the GPU, one CUDA stream each; processes on a CPU")
+    parser.add_argument("--parallel", type=_parallel, default="auto", metavar="N|auto",
+                        help="runs at once: on CUDA interleaved on one GPU, one CUDA stream each; on a CPU separate "
+                             f"processes (default auto: {AUTO_PARALLEL_CUDA} on CUDA, 1 on a CPU)")
     parser.add_argument("--out", help="output folder")
     _threads_flag(parser)
 
@@ -367,8 +384,6 @@ def _check_grid(args) -> None:
     _set_threads(args)
     if args.seeds < 1:
         raise CliError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.parallel < 1:
-        raise CliError(f"--parallel must be >= 1, got {args.parallel}")
     bad = [s for s in args.sparsities if not 0.0 < s < 1.0]
     if bad or not args.sparsities:
         raise CliError(f"--sparsities must be numbers in (0, 1), got {bad or 'none'}")
@@ -386,7 +401,12 @@ def _run_grid(base, variants, args, out, title, echo=True):
 
     if echo:
         print(f"{len(jobs)} runs -> {out}", flush=True)
-    rows = grid.run(jobs, parallel=args.parallel, on_result=progress)
+    parallel = args.parallel
+    if parallel == "auto":  # measured (benchmarks/grid_throughput.py, H200): 8 interleaved runs 1.9x one at a time
+        from .train.concurrent import can_overlap
+
+        parallel = AUTO_PARALLEL_CUDA if can_overlap(base) else 1
+    rows = grid.run(jobs, parallel=parallel, on_result=progress)
     paths = grid.write_results(rows, out, title)
     return rows, paths
 
@@ -621,7 +641,7 @@ def demo_cmd(args: argparse.Namespace) -> int:
           f"epoch(s) x {seeds} seed(s)):")
     base = TrainConfig(model="mlp", dataset="digits", norm="bn", hidden=256, sparsity=0.9, batch_size=64,
                        epochs=epochs, lr=0.1, delta_t=20, device="cpu", progress=False, log_every=20)
-    ns = argparse.Namespace(sparsities=[0.9], seeds=seeds, parallel=1)
+    ns = argparse.Namespace(sparsities=[0.9], seeds=seeds, parallel="auto")
     rows, paths = _run_grid(base, list(grid.DEFAULT_VARIANTS), ns, args.out, "Demo: digits, 90% sparsity")
     print()
     print(grid.markdown_table(grid.summarize(rows)))

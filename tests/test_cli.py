@@ -72,7 +72,8 @@ def test_bad_values_give_clear_errors(capsys, argv, message):
 
 @pytest.mark.parametrize("argv", [["train", "--sparsty", "0.9"], ["train", "--epochs", "many"],
                                   ["reproduce", "table3"], ["nonsense"], ["skew", "--data", "imagenet"],
-                                  ["train", "--amp", "maybe"]])
+                                  ["train", "--amp", "maybe"], ["compare", "--parallel", "0"],
+                                  ["reproduce", "table2", "--parallel", "many"]])
 def test_bad_flags_exit_2(capsys, argv):
     with pytest.raises(SystemExit) as exc:
         main(argv)
