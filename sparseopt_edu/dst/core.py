@@ -30,7 +30,7 @@ def check_ranks_agree(masks: SparseMasks, step: int) -> None:
     """Under torch.distributed, stop with a clear error if the ranks' masks differ (one small all-reduce).
 
     Masks agree by construction (gradients are all-reduced by DDP before the snapshot, random choices come from
-    a generator seeded by (seed, step, layer)); this checks it after every update instead of trusting it.
+    a generator seeded by (seed, step)); this checks it after every update instead of trusting it.
     """
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:

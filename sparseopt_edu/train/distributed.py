@@ -4,7 +4,7 @@ Launched as ``torchrun --nproc_per_node=N -m sparseopt_edu.cli train ...`` (or `
 torchrun), every rank builds the same model, masks and DST from the same seed. Our choices:
 - DDP averages gradients during backward; SparseOpt's mask x correction multiply and RigL's raw-gradient
   snapshot run after that, on identical gradients, so every rank makes the same topology decision (random
-  choices come from a generator seeded by (seed, step, layer)); after each update the ranks compare mask
+  choices come from a generator seeded by (seed, step)); after each update the ranks compare mask
   checksums and stop with a clear error if they differ (``dst.core.check_ranks_agree``).
 - ``broadcast_buffers=False``: DDP would otherwise send every ``weight_mask`` buffer from rank 0 on every forward.
 - BatchNorm statistics: ``SyncBatchNorm`` on CUDA (``sync_bn="auto"``), per-rank statistics on CPU (gloo), where
