@@ -35,3 +35,29 @@ def test_failing_run_is_reported_after_the_others_finish():
 def test_cpu_runs_do_not_overlap_by_default():
     assert not can_overlap(tiny(0))
 
+
+
+def test_ctrl_c_inside_one_run_stops_all_and_keeps_their_records(tmp_path):
+    from sparseopt_edu.train import Trainer
+
+    configs = [tiny(s, run_dir=str(tmp_path / f"run{s}"), epochs=6) for s in range(3)]
+    calls = {"n": 0}
+    original = Trainer._train_step
+
+    def interrupting(self, x, y):  # the 25th step of all runs together is hit by Ctrl-C
+        calls["n"] += 1
+        if calls["n"] == 25:
+            raise KeyboardInterrupt
+        return original(self, x, y)
+
+    Trainer._train_step = interrupting
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_concurrently(configs, parallel=2, interleave=True)
+    finally:
+        Trainer._train_step = original
+    import json
+
+    reasons = sorted(json.loads((tmp_path / d / "history.json").read_text())["reason"] for d in ("run0", "run1"))
+    assert reasons == ["interrupted", "stopped"]  # the hit run and the other active one both wrote their records
+    assert not (tmp_path / "run2").exists()  # the pending run never started

@@ -90,6 +90,8 @@ def run_concurrently(configs: list[TrainConfig], parallel: int, on_done=None, ca
                         next(steps)
                 except StopIteration:
                     finish(i)
+                    if trainer.history.reason == "interrupted":  # Ctrl-C landed inside this run's step
+                        raise KeyboardInterrupt from None
                 except Exception as e:  # noqa: BLE001
                     active.pop(i)
                     errors.append((i, e))
