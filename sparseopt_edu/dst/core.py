@@ -56,10 +56,9 @@ def check_ranks_agree(masks: SparseMasks, step: int) -> None:
 class UpdateInputs:
     """What one topology update reads, gathered once into the flat layout (``FlatLayout``) of all masked layers.
 
-    ``old`` the current mask, ``drop`` / ``keep`` per-layer counts on the device (``drop_host``: the same drop
-    counts as Python ints), ``gen`` this update's generator
-    (seeded by (seed, step): the same choices on every rank and on resume). ``weight_abs()``, ``gradient()`` and
-    ``noise()`` are computed on first use.
+    ``old`` the current mask; ``drop`` / ``keep`` per-layer counts on the device (``drop_host``: the same drop
+    counts as Python ints); ``gen`` this update's generator, seeded by (seed, step): the same choices on every
+    rank and on resume. ``weight_abs()``, ``gradient()`` and ``noise()`` are computed on first use.
     """
 
     def __init__(self, dst: DynamicSparsity, t: int, fraction: float, drop_host: list[int]):
