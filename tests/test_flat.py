@@ -92,3 +92,15 @@ def test_apply_flat_keeps_counts_zeroes_state_and_refreshes_scales():
         assert torch.equal(module.weight_grad_mask, mask.float())
         scale = masks.neuron_scale(name).view(-1, *([1] * (mask.dim() - 1)))
         assert torch.equal(module.weight_grad_scale, mask.float() * scale)
+
+
+def test_apply_masks_on_one_layer_with_its_count_keeps_the_others():
+    model = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 4))
+    masks = sparsify(model, 0.5, "uniform", seed=0)
+    before = {n: masks.live_count(n) for n in masks}
+    new = masks["0"].clone()
+    on, off = new.nonzero()[0], (~new).nonzero()[0]
+    new[tuple(on)], new[tuple(off)] = False, True
+    masks.apply_masks({"0": new}, counts={"0": before["0"]})
+    assert {n: masks.live_count(n) for n in masks} == before
+    assert torch.equal(masks["0"], new)

@@ -201,7 +201,8 @@ class SparseMasks:
     def apply_flat(self, new: torch.Tensor, old: torch.Tensor | None = None,
                    counts: dict[str, int] | None = None) -> None:
         """``apply_masks`` for every layer at once, from a flat mask in :meth:`layout` order (a fixed number of
-        kernels, whatever the number of layers). ``old`` is the current flat mask when the caller has it."""
+        kernels, whatever the number of layers). ``old`` is the current flat mask when the caller has it;
+        ``counts`` must name every layer whose mask changes (or be None: one host sync counts them)."""
         layout = self.layout()
         modules = list(self.modules.values())
         weights = [m.weight for m in modules]
@@ -225,7 +226,7 @@ class SparseMasks:
         layout.scatter_([m.weight_grad_scale for m in modules], new.to(dtype) * scale.to(dtype))
         if counts is None:
             counts = dict(zip(self.modules, (int(c) for c in layout.rows_to_layers(live_rows).tolist())))
-        self._counts.update({n: int(counts[n]) for n in self.modules})
+        self._counts.update({n: int(c) for n, c in counts.items()})  # layers not in counts kept their masks
 
     def layout(self) -> FlatLayout:
         """The flat layout of the masked layers (rebuilt only when their device or memory format changed)."""
