@@ -219,3 +219,19 @@ def test_srigl_ablates_neurons_without_salient_weights():
     assert dst.active["0"].tolist() == [True] * 5 + [False]
     assert masks.neuron_live("0").tolist() == [12, 12, 12, 12, 12, 0]
     assert masks.live_count("0") == 60
+
+
+def test_srigl_on_a_random_fan_in_mask_converts_it_with_a_warning_and_keeps_the_count():
+    model = small_mlp()
+    masks = sparsify(model, 0.8, seed=0)  # random fan-in
+    total = masks.live_count()
+    opt = SparseOpt(torch.optim.SGD(model.parameters(), lr=0.1), masks)
+    with pytest.warns(UserWarning, match="constant fan-in"):
+        dst = SRigL(masks, opt, delta_t=1, t_end=10)
+    assert masks.live_count() == total
+    for name in masks:
+        live = masks.neuron_live(name)
+        live = live[live > 0]  # a neuron that had no live weight stays inactive
+        assert int(live.max() - live.min()) <= 1  # constant fan-in: B // n or B // n + 1 per active neuron
+    train_steps(model, opt, 3, dst=dst)
+    assert masks.live_count() == total and masks.inactive_max()["weight"] == 0.0
