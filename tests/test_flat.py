@@ -104,3 +104,26 @@ def test_apply_masks_on_one_layer_with_its_count_keeps_the_others():
     masks.apply_masks({"0": new}, counts={"0": before["0"]})
     assert {n: masks.live_count(n) for n in masks} == before
     assert torch.equal(masks["0"], new)
+
+
+def test_warm_state_policy_starts_grown_adam_entries_at_the_layer_mean():
+    model = nn.Sequential(nn.Linear(12, 8, bias=False), nn.ReLU(), nn.Linear(8, 4, bias=False))
+    masks = sparsify(model, 0.5, "uniform", seed=0, state_policy="warm")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    masks.attach(opt)
+    model(torch.randn(16, 12)).sum().backward()
+    opt.step()
+    w = model[0].weight
+    old = masks["0"].clone()
+    v_before = opt.state[w]["exp_avg_sq"].clone()
+    new = old.clone()
+    on, off = old.flatten().nonzero().flatten(), (~old).flatten().nonzero().flatten()
+    new.view(-1)[on[:3]] = False
+    new.view(-1)[off[:3]] = True
+    masks.apply_masks({"0": new}, counts={"0": masks.live_count("0")})
+    keep, grown = old & new, new & ~old
+    v = opt.state[w]["exp_avg_sq"]
+    assert torch.equal(v[keep], v_before[keep])  # survivors keep their state
+    assert torch.allclose(v[grown], v_before[keep].mean().expand(3))  # grown: the mean over survivors
+    assert float(v[~new].abs().max()) == 0.0  # dropped and never-live entries: 0
+    assert float(opt.state[w]["exp_avg"][~keep].abs().max()) == 0.0  # first moment: zero policy for all
