@@ -61,3 +61,23 @@ def test_ctrl_c_inside_one_run_stops_all_and_keeps_their_records(tmp_path):
     reasons = sorted(json.loads((tmp_path / d / "history.json").read_text())["reason"] for d in ("run0", "run1"))
     assert reasons == ["interrupted", "stopped"]  # the hit run and the other active one both wrote their records
     assert not (tmp_path / "run2").exists()  # the pending run never started
+
+
+def test_ctrl_c_one_after_the_other_starts_no_more_runs(tmp_path):
+    from sparseopt_edu.train import Trainer
+
+    configs = [tiny(s, run_dir=str(tmp_path / f"run{s}")) for s in range(3)]
+    original = Trainer._train_step
+
+    def interrupting(self, x, y):
+        if self.config.seed == 1 and self.step == 3:
+            raise KeyboardInterrupt
+        return original(self, x, y)
+
+    Trainer._train_step = interrupting
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_concurrently(configs, parallel=1)
+    finally:
+        Trainer._train_step = original
+    assert (tmp_path / "run1" / "history.json").exists() and not (tmp_path / "run2").exists()

@@ -28,8 +28,8 @@ from .engine import Trainer, resolve_device
 
 
 def can_overlap(config: TrainConfig) -> bool:
-    """Whether runs of this config can share a GPU through streams (CUDA, no torch.compile: each compiled model
-    would compile again per run, minutes each, and recompile when the interleaving changes guards)."""
+    """Whether runs of this config can share a GPU through streams: CUDA, and no torch.compile (each run compiles
+    for minutes, and compiled runs interleaved were never measured here: they go one at a time)."""
     return resolve_device(config.device).type == "cuda" and not config.compile
 
 
@@ -48,6 +48,8 @@ def run_concurrently(configs: list[TrainConfig], parallel: int, on_done=None, ca
             results[i] = Trainer(cfg, callbacks).run().to_dict()
             if on_done:
                 on_done(i, results[i])
+            if results[i]["reason"] == "interrupted":  # Ctrl-C: the run kept its records; start no more runs
+                raise KeyboardInterrupt
         return results
 
     device = resolve_device(configs[0].device)
