@@ -87,8 +87,7 @@ class UpdateInputs:
 
     def neuron_scale(self) -> torch.Tensor:
         """SparseOpt's sqrt(d_i / d_mean) of each entry's neuron, under the current masks."""
-        ratio = self.layout.density_ratio(self.layout.row_sum(self.old))
-        return ratio.sqrt_().float()[self.layout.row_of]
+        return self.layout.neuron_scale(self.old).float()
 
 
 class DynamicSparsity:

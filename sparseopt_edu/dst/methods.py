@@ -102,16 +102,15 @@ class SRigL(RigL):
         survivors = layout.top_per_layer(self.drop_scores(inputs), inputs.keep)
         grad = self.grow_scores(inputs)
         grow_pick = layout.top_per_layer(grad.masked_fill(survivors, float("-inf")), inputs.drop)
-        wa = inputs.weight_abs()
+        flats = (inputs.old, survivors, grow_pick, grad, inputs.weight_abs())
+        per_layer = zip(*(v.split(layout.sizes) for v in flats))
         blocks = []
-        for i, name in enumerate(self.masks.modules):  # the per-neuron rule has each layer's own shape
+        for i, (name, chunks) in enumerate(zip(self.masks.modules, per_layer)):  # per-neuron rule: per layer
             n_out = layout.rows[i]
             if layout.perms[i][0] != 0:
                 raise ValueError(f"SRigL needs each neuron's weights stored together; {name!r} has strides "
                                  "that interleave neurons: make its weight contiguous or channels_last")
-            old, surv, pick, g, w = (v.view(n_out, -1) for v in (
-                inputs.old.split(layout.sizes)[i], survivors.split(layout.sizes)[i],
-                grow_pick.split(layout.sizes)[i], grad.split(layout.sizes)[i], wa.split(layout.sizes)[i]))
+            old, surv, pick, g, w = (c.view(n_out, -1) for c in chunks)
             if not inputs.drop_host[i]:
                 blocks.append(old.reshape(-1))
                 continue

@@ -118,6 +118,10 @@ class FlatLayout:
         total = self.rows_to_layers(live_rows).clamp_min(1).to(dtype)
         return live * active[self.layer_of_row] / total[self.layer_of_row]
 
+    def neuron_scale(self, mask: torch.Tensor) -> torch.Tensor:
+        """SparseOpt's sqrt(d_i / d_mean) of each entry's neuron under the flat ``mask`` (float64, per entry)."""
+        return self.density_ratio(self.row_sum(mask)).sqrt_()[self.row_of]
+
     def fan_in_cv(self, live_rows: torch.Tensor) -> torch.Tensor:
         """Mean over layers of the coefficient of variation (std / mean) of per-neuron live counts (a 0-d tensor)."""
         n = torch.tensor(self.rows, dtype=torch.float64, device=self.device)

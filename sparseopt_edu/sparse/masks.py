@@ -219,13 +219,12 @@ class SparseMasks:
         """Refresh every layer's cached grad mask and SparseOpt scale from the flat mask (as ``_refresh`` does)."""
         layout = self.layout()
         modules = list(self.modules.values())
-        live_rows = layout.row_sum(new)
-        scale = layout.density_ratio(live_rows).sqrt_()[layout.row_of]
+        scale = layout.neuron_scale(new)
         layout.scatter_([m.weight_grad_mask for m in modules], new)
         dtype = modules[0].weight_grad_scale.dtype
         layout.scatter_([m.weight_grad_scale for m in modules], new.to(dtype) * scale.to(dtype))
         if counts is None:
-            counts = dict(zip(self.modules, (int(c) for c in layout.rows_to_layers(live_rows).tolist())))
+            counts = dict(zip(self.modules, (int(c) for c in layout.layer_sum(new).tolist())))
         self._counts.update({n: int(c) for n, c in counts.items()})  # layers not in counts kept their masks
 
     def layout(self) -> FlatLayout:

@@ -12,8 +12,8 @@ import math
 import os
 from dataclasses import dataclass
 
-from .config import METHODS, TrainConfig
 from .concurrent import can_overlap, run_concurrently
+from .config import METHODS, TrainConfig
 from .engine import train
 from .runs import atomic_write_text
 
