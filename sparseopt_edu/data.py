@@ -421,12 +421,18 @@ class DeviceLoader:
     crop (padding 4) and the per-sample horizontal flip together, and one multiply-add that converts to float
     and normalises ((x/255 - mean)/std folded into x*a + b). No host sync per batch (no .item(), no .cpu()).
 
-    Reproducibility: epoch e's permutation and augmentations come from a generator (on ``device``) seeded
-    with (seed, e), so ``set_epoch(e)`` replays epoch e. ``state_dict()`` holds the epoch, the position inside
-    it and the generator state; after ``load_state_dict`` the next iteration continues exactly where the saved
-    loader stopped. Iterating continues from the current position; once an epoch is used up, the next
-    iteration starts epoch + 1 (so ``epoch`` names the epoch being served or last served).
+    Reproducibility: epoch e's permutation and all its augmentations (crop offsets, flips) are drawn at the
+    start of the epoch from a generator (on ``device``) seeded with (seed, e), so ``set_epoch(e)`` replays epoch
+    e and a batch is a pure function of (epoch, position). ``state_dict()`` holds the epoch and the position
+    inside it; after ``load_state_dict`` the next iteration continues exactly where the saved loader stopped.
+    Iterating continues from the current position; once an epoch is used up, the next iteration starts
+    epoch + 1 (so ``epoch`` names the epoch being served or last served).
     Augmentation runs only when ``train and augment``; shuffling defaults to ``train``.
+
+    For CUDA graphs, :meth:`positions` hands out batch positions without building the batches, and
+    :meth:`batch_at` builds batch ``position`` from a device tensor, so the whole batch (gather, crop, flip,
+    normalise) can be recorded inside the training step's graph. The epoch's tables keep their addresses
+    (they are refilled in place), so a captured graph reads each new epoch's draws.
     """
 
     def __init__(self, data_x: torch.Tensor, y: torch.Tensor, *, batch_size: int, mean, std, device="cpu",
@@ -450,6 +456,7 @@ class DeviceLoader:
         mean_t = torch.as_tensor(mean, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
         self._scale = 1.0 / (255.0 * std_t)
         self._shift = -mean_t / std_t
+        self._offsets = torch.arange(batch_size, device=self.device)  # made here, not during a graph capture
         self.gen = torch.Generator(device=self.device)
         self.epoch, self.position = 0, 0
         self._start_epoch()
@@ -459,12 +466,20 @@ class DeviceLoader:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def _start_epoch(self):
+        """Draw the epoch's permutation, crop offsets and flips, in place (their addresses never change)."""
         self.gen.manual_seed(self.seed * 1_000_003 + self.epoch)
-        n = self.x.shape[0]
+        n, dev, span = self.x.shape[0], self.device, 2 * self.padding + 1
+        if not hasattr(self, "_perm"):
+            self._perm = torch.arange(n, device=dev)
+            if self.augment:
+                self._top, self._left = torch.empty(n, dtype=torch.long, device=dev), torch.empty_like(self._perm)
+                self._flip = torch.empty(n, dtype=torch.bool, device=dev)
         if self.shuffle:
-            self._perm = torch.randperm(n, generator=self.gen, device=self.device)
-        else:
-            self._perm = torch.arange(n, device=self.device)
+            torch.randperm(n, generator=self.gen, device=dev, out=self._perm)
+        if self.augment:
+            self._top.random_(0, span, generator=self.gen)
+            self._left.random_(0, span, generator=self.gen)
+            self._flip.copy_(torch.rand(n, generator=self.gen, device=dev) < 0.5)
 
     def set_epoch(self, epoch: int):
         """Start epoch ``epoch`` from its beginning (its shuffle is a function of (seed, epoch) only)."""
@@ -472,40 +487,55 @@ class DeviceLoader:
         self._start_epoch()
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed,
-                "rng_state": self.gen.get_state().clone()}
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
 
     def load_state_dict(self, state: dict):
+        """Continue where the saved loader stopped (older states' extra "rng_state" is not needed: ignored)."""
         self.seed = state["seed"]
-        self.epoch, self.position = state["epoch"], 0
-        self._start_epoch()  # rebuild this epoch's permutation, then jump to the saved generator state
+        self.set_epoch(state["epoch"])
         self.position = state["position"]
-        self.gen.set_state(state["rng_state"])
 
-    def _batch(self, idx: torch.Tensor):
+    def _batch(self, sel):
+        """The batch at ``sel`` in this epoch's order: a slice (eager) or a tensor of offsets (inside a graph)."""
+        idx = self._perm[sel]
         x, y = self.x[idx], self.y[idx]
         if self.augment:
-            n, _, h, w = x.shape
+            h, w = x.shape[2:]
             p = self.padding
-            x = F.pad(x, (p, p, p, p))
-            top = torch.randint(0, 2 * p + 1, (n,), generator=self.gen, device=self.device)
-            left = torch.randint(0, 2 * p + 1, (n,), generator=self.gen, device=self.device)
-            flip = torch.rand(n, generator=self.gen, device=self.device) < 0.5
-            x = _gather_crop(x, top, left, h, w, flip)
+            x = _gather_crop(F.pad(x, (p, p, p, p)), self._top[sel], self._left[sel], h, w, self._flip[sel])
         x = torch.addcmul(self._shift, x.float(), self._scale)  # (x/255 - mean)/std in one op
         if self.memory_format is not torch.contiguous_format:
             x = x.contiguous(memory_format=self.memory_format)
         return x, y
 
-    def __iter__(self):
+    def _slice(self, position: int) -> slice:
+        start = position * self.batch_size
+        return slice(start, min(start + self.batch_size, self.x.shape[0]))
+
+    def positions(self):
+        """Like iterating, but yields batch positions (ints) and builds nothing: see :meth:`batch_at`."""
         if self.position >= len(self):  # the current epoch is used up: the next one starts
             self.set_epoch(self.epoch + 1)
-        n, b = self.x.shape[0], self.batch_size
         while self.position < len(self):
-            start = self.position * b
-            idx = self._perm[start : min(start + b, n)]
             self.position += 1
-            yield self._batch(idx)
+            yield self.position - 1
+
+    def batch_at(self, position):
+        """Batch ``position`` of the current epoch; ``position`` an int, or a 0-d int64 tensor on ``device``.
+
+        With a tensor, nothing is read on the host (no sync): the batch can be built inside a CUDA graph and
+        the loop only writes the position into that tensor. A tensor position needs full batches
+        (``drop_last=True``).
+        """
+        if not torch.is_tensor(position):
+            return self._batch(self._slice(position))
+        if not self.drop_last:
+            raise ValueError("batch_at with a tensor position needs drop_last=True (every batch the same size)")
+        return self._batch(position * self.batch_size + self._offsets)
+
+    def __iter__(self):
+        for position in self.positions():
+            yield self.batch_at(position)
 
 
 # ----------------------------------------------------------------------------------------------------------------

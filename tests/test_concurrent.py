@@ -44,11 +44,11 @@ def test_ctrl_c_inside_one_run_stops_all_and_keeps_their_records(tmp_path):
     calls = {"n": 0}
     original = Trainer._train_step
 
-    def interrupting(self, x, y):  # the 25th step of all runs together is hit by Ctrl-C
+    def interrupting(self, batch):  # the 25th step of all runs together is hit by Ctrl-C
         calls["n"] += 1
         if calls["n"] == 25:
             raise KeyboardInterrupt
-        return original(self, x, y)
+        return original(self, batch)
 
     Trainer._train_step = interrupting
     try:
@@ -69,10 +69,10 @@ def test_ctrl_c_one_after_the_other_starts_no_more_runs(tmp_path):
     configs = [tiny(s, run_dir=str(tmp_path / f"run{s}")) for s in range(3)]
     original = Trainer._train_step
 
-    def interrupting(self, x, y):
+    def interrupting(self, batch):
         if self.config.seed == 1 and self.step == 3:
             raise KeyboardInterrupt
-        return original(self, x, y)
+        return original(self, batch)
 
     Trainer._train_step = interrupting
     try:

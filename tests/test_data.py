@@ -280,6 +280,34 @@ def test_state_dict_resume_is_exact():
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
+def test_batch_at_a_device_position_equals_iteration_and_tables_keep_their_addresses():
+    """What the CUDA-graph step relies on: the batch built from a position tensor (no host read) is the batch
+    the loader would serve, and each epoch's draws land in the same tensors (a captured graph reads them)."""
+    x = fake(n=300, num_classes=10).train_x
+    dl = DeviceLoader(x, torch.arange(300), batch_size=32, mean=(0.5,) * 3, std=(0.25,) * 3, seed=5,
+                      memory_format=torch.channels_last)
+    ref = DeviceLoader(x, torch.arange(300), batch_size=32, mean=(0.5,) * 3, std=(0.25,) * 3, seed=5,
+                       memory_format=torch.channels_last)
+    addresses = [t.data_ptr() for t in (dl._perm, dl._top, dl._left, dl._flip)]
+    position = torch.zeros((), dtype=torch.long)
+    for _epoch in range(2):
+        served = list(ref)
+        got = []
+        for i in dl.positions():
+            position.fill_(i)
+            got.append(dl.batch_at(position))
+        assert len(got) == len(served) == 9
+        for (xa, ya), (xb, yb) in zip(got, served):
+            assert torch.equal(ya, yb) and torch.equal(xa, xb)
+            assert xa.is_contiguous(memory_format=torch.channels_last)
+        assert [t.data_ptr() for t in (dl._perm, dl._top, dl._left, dl._flip)] == addresses
+    assert not torch.equal(served[0][1], list(DeviceLoader(x, torch.arange(300), batch_size=32, mean=(0.5,) * 3,
+                                                           std=(0.25,) * 3, seed=5))[0][1])  # epoch 1 != epoch 0
+    ragged = DeviceLoader(x, torch.arange(300), batch_size=32, mean=(0.5,) * 3, std=(0.25,) * 3, drop_last=False)
+    with pytest.raises(ValueError, match="drop_last=True"):
+        ragged.batch_at(position)
+
+
 def test_imagedata_loader_defaults_and_channels_last():
     d = fake(n=200, num_classes=10)
     tr, te = d.loader("train", batch_size=64), d.loader("test", batch_size=64)

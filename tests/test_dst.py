@@ -9,7 +9,7 @@ from torch import nn
 
 from sparseopt_edu import SET, RigL, SparseOpt, SRigL, Static, sparsify
 from sparseopt_edu.dst import UpdateSchedule
-from tests.core_models import small_cnn, small_mlp, train_steps
+from tests.core_models import batch_for, small_cnn, small_mlp, train_steps
 
 OPTS = {
     "sgd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
@@ -235,3 +235,79 @@ def test_srigl_on_a_random_fan_in_mask_converts_it_with_a_warning_and_keeps_the_
         assert int(live.max() - live.min()) <= 1  # constant fan-in: B // n or B // n + 1 per active neuron
     train_steps(model, opt, 3, dst=dst)
     assert masks.live_count() == total and masks.inactive_max()["weight"] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# deferred checks (the trainer's mode on a GPU): no host read inside update(), same records after flush()
+
+class _NoHostReads:
+    """Makes every tensor -> Python read raise (what a GPU would wait for) while active."""
+
+    names = ("tolist", "item", "__bool__", "__int__", "__float__", "cpu", "numpy")
+
+    def __enter__(self):
+        self.saved = {n: getattr(torch.Tensor, n) for n in self.names}
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("host read inside a deferred update")
+
+        for n in self.names:
+            setattr(torch.Tensor, n, refuse)
+
+    def __exit__(self, *exc):
+        for n, f in self.saved.items():
+            setattr(torch.Tensor, n, f)
+
+
+@pytest.mark.parametrize("method", [SET, RigL])
+def test_deferred_updates_read_nothing_and_record_the_same(method):
+    def run(defer):
+        torch.manual_seed(0)
+        model = small_mlp()
+        masks = sparsify(model, 0.8)
+        opt = SparseOpt(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), masks)
+        dst = method(masks, opt, delta_t=2, t_end=12)
+        dst.defer_checks = defer
+        gen = torch.Generator().manual_seed(1)
+        changed = []
+        for _ in range(12):
+            x, y = batch_for(model, gen=gen)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            if defer:
+                with _NoHostReads():
+                    changed.append(dst.step())
+            else:
+                changed.append(dst.step())
+        queued = [p for p in dst._pending if isinstance(p, tuple)]  # updates whose checks wait for flush()
+        assert len(queued) == (sum(changed) if defer else 0)
+        return changed, dst.updates, masks.state_dict()["masks"], model.state_dict()
+
+    sync, deferred = run(False), run(True)
+    assert sync[0] == deferred[0] and sum(sync[0]) >= 4
+    assert sync[1] == deferred[1]  # records: steps, counts, ITOP, fan-in CV
+    assert all(torch.equal(sync[2][n], deferred[2][n]) for n in sync[2])
+    assert all(torch.equal(sync[3][n], deferred[3][n]) for n in sync[3])
+
+
+def test_deferred_non_finite_update_keeps_the_mask_and_is_recorded_skipped():
+    model, masks, opt, dst = planted_layer()
+    dst.defer_checks = True
+    old = masks["0"].clone()
+    model[0].weight.grad = torch.full((4, 10), float("nan"))
+    opt.step()
+    assert dst.step() is True  # queued: the device decided to keep the old mask
+    assert torch.equal(masks["0"], old) and masks.live_count("0") == int(old.sum())
+    assert "non-finite" in dst.updates[-1]["skipped"] and not dst._pending
+
+
+def test_deferred_leak_raises_at_the_flush():
+    model = small_mlp()
+    masks = sparsify(model, 0.8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)  # neither SparseOpt nor attach: densifies
+    dst = SET(masks, opt, delta_t=1, t_end=10)
+    dst.defer_checks = True
+    train_steps(model, opt, 1, dst=dst)  # no error yet: nothing was read
+    with pytest.raises(RuntimeError, match="masks.attach"):
+        dst.flush()

@@ -216,15 +216,34 @@ def test_lr_schedules():
 
 def test_skew_snapshot_matches_diagnostics():
     from sparseopt_edu import diagnostics
+    from sparseopt_edu.train.engine import _skew_summary
 
     t = Trainer(tiny(method="rigl", model="mlp", depth=2, epochs=1, delta_t=10))
     t.run()
     x, y = next(iter(t.train_loader))
     t.optimizer.zero_grad()
     torch.nn.functional.cross_entropy(t.model(x), y).backward()
-    fast = t._skew_snapshot()
+    fast = _skew_summary(t._skew_snapshot().tolist())
     slopes = [diagnostics.neuron_gradients(t.masks, n) for n in t.masks]
     angles = diagnostics.rotation_angles(t.masks)
     assert fast["slope_raw"] == pytest.approx(sum(s["slope_raw"] for s in slopes) / len(slopes), rel=1e-4)
     assert fast["slope_corrected"] == pytest.approx(sum(s["slope_corrected"] for s in slopes) / len(slopes), rel=1e-4)
     assert fast["rotation_deg"] == pytest.approx(sum(angles.values()) / len(angles), rel=1e-4)
+
+
+def test_deferred_topology_events_equal_immediate_ones():
+    """On a GPU the trainer defers each update's checks and its "topology" event to the next logging step or the
+    epoch's end: the events must be the same ones, stamped with the update's own step, in order."""
+    def run(defer):
+        events = []
+        trainer = Trainer(tiny(method="rigl", log_every=7, epochs=2),
+                          callbacks=[lambda e: events.append((e.kind, e.step, e.epoch, e.data))])
+        trainer.dst.defer_checks = defer
+        history = trainer.run()
+        return [e for e in events if e[0] == "topology"], history
+
+    (now, h_now), (later, h_later) = run(False), run(True)
+    assert len(now) >= 5 and [e[1] for e in now] == [u["step"] for u in h_now.topology]
+    assert now == later
+    assert h_now.topology == h_later.topology and h_now.train_loss == h_later.train_loss
+    assert all(e[1] % 5 == 0 for e in later)  # delta_t=5: stamped with the update step, not the flush step

@@ -7,9 +7,15 @@ and the new mask: grown weights start at exactly 0, and every per-element optimi
 entries is zeroed. The optimizer step still runs on an update step; the topology changes after it.
 
 All layers are decided at once on one flat vector (``sparse/flat.py``): a segmented ranking replaces the per-layer
-top-k, so an update is a fixed number of kernels (about 60) whatever the depth of the model, plus one host sync
+top-k, so an update is a fixed number of kernels (about 60) whatever the depth of the model, plus one host read
 (to check live counts, finiteness and that no pruned weight moved, and to read the ITOP rate and fan-in spread
 for the record). Between updates ``step()`` costs nothing but an integer comparison.
+
+That read is the only thing an update waits for. With ``defer_checks=True`` (the trainer's choice on CUDA) it is
+postponed: the update is queued on the device as it stands (a non-finite input is skipped there, by keeping the
+old mask), and the checks and the record are done by :meth:`DynamicSparsity.flush`, which reading ``updates``
+calls, in one host read for every update pending. The GPU then never idles while an update is launched; a failed
+check raises at that later read instead of at once.
 """
 from __future__ import annotations
 
@@ -120,7 +126,9 @@ class DynamicSparsity:
         self.schedule = UpdateSchedule.build(delta_t, alpha, t_end, total_steps)
         self.seed = seed
         self.t = 0
-        self.updates: list[dict] = []  # one record per topology update (or skipped update)
+        self.defer_checks = False  # True: checks and records wait for flush() (no host sync inside update())
+        self._updates: list[dict] = []  # one record per topology update (or skipped update)
+        self._pending: list = []  # updates applied on the device, not yet checked (tuples), and records (dicts)
         self._reset_union()
         self._grads: dict[str, torch.Tensor] = {}
         self._grad_flat: torch.Tensor | None = None
@@ -160,10 +168,23 @@ class DynamicSparsity:
 
     # ----- the schedule -------------------------------------------------------------------------------------
     def step(self) -> bool:
+        """Advance one step; True when the topology changed (with ``defer_checks``: when an update was queued;
+        its record, or "skipped" if its inputs were not finite, comes with the next :meth:`flush`)."""
         self.t += 1
         if not self.schedule.is_update(self.t):
             return False
         return self.update()
+
+    @property
+    def updates(self) -> list[dict]:
+        """One record per topology update (or skipped update), in order; reading it flushes pending ones."""
+        self.flush()
+        return self._updates
+
+    @updates.setter
+    def updates(self, records: list[dict]) -> None:
+        self._pending = []
+        self._updates = list(records)
 
     @torch.no_grad()
     def update(self) -> bool:
@@ -171,52 +192,78 @@ class DynamicSparsity:
         t = self.t
         fraction = self.schedule.drop_fraction(t)
         if self.needs_gradient and self._grads_step != t:
-            self.updates.append({"step": t, "drop_fraction": fraction, "skipped": "no gradient for this step"})
+            self._record({"step": t, "drop_fraction": fraction, "skipped": "no gradient for this step"})
             return False
         names = list(self.masks.modules)
         live = [self.masks.live_count(n) for n in names]
         drop = [self.schedule.drop_count(t, n) for n in live]
         if not any(drop):  # late in the schedule floor(f * n) can be 0 everywhere: nothing to change
-            self.updates.append({"step": t, "drop_fraction": fraction, "changed": {}})
+            self._record({"step": t, "drop_fraction": fraction, "changed": {}})
             return False
         inputs = UpdateInputs(self, t, fraction, drop)
         layout, old = inputs.layout, inputs.old
-        new = self.new_mask(inputs)
         checked = [inputs.weight_abs()] + ([inputs.gradient()] if self._grad_flat is not None else [])
         finite = torch.stack([torch.isfinite(c).all() for c in checked]).all()
         leaked = (inputs.weight_abs() * ~old).amax()
+        new = torch.where(finite, self.new_mask(inputs), old)  # non-finite inputs: the update keeps the old mask
         union = self._union.to(old.device) | new
         summary = torch.cat([
-            layout.layer_sum(new), layout.layer_sum(new & ~old),
+            layout.layer_sum(new).double(), layout.layer_sum(new & ~old).double(),
             torch.stack([finite.double(), leaked.double(), union.sum().double(),
-                         layout.fan_in_cv(layout.row_sum(new))]),
-        ]).tolist()  # the one host sync of this update
-        n = len(names)
-        new_live, changed, (finite, leaked, seen, fan_in_cv) = summary[:n], summary[n:2 * n], summary[2 * n:]
-        if not finite:
-            self.updates.append({"step": t, "drop_fraction": fraction, "skipped": "non-finite gradient or weight"})
-            self._clear_snapshot()
-            return False
-        if leaked != 0.0:
-            raise RuntimeError(
-                f"pruned weights moved (max |w| outside the masks = {leaked:.3g}): the optimizer updated "
-                "inactive weights. Wrap it with SparseOpt(optimizer, masks) or call masks.attach(optimizer)."
-            )
-        for name, n_expected, n_live in zip(names, live, new_live):
-            if int(n_live) != n_expected:
-                raise RuntimeError(f"live count of {name!r} changed from {n_expected} to {int(n_live)}: drop/grow bug")
-        self.masks.apply_flat(new, old, counts=dict(zip(names, live)))
+                         layout.fan_in_cv(layout.row_sum(new)).double()]),
+        ])
+        self.masks.apply_flat(new, old, counts=dict(zip(names, live)))  # live counts are kept by every update
         self._union = union
         check_ranks_agree(self.masks, t)
-        self.updates.append({
-            "step": t,
-            "drop_fraction": fraction,
-            "changed": {n: int(c) for n, c, k in zip(names, changed, drop) if k},
-            "itop": seen / self.masks.numel(),
-            "fan_in_cv": fan_in_cv,
-        })
         self._clear_snapshot()
-        return True
+        self._pending.append((t, fraction, names, live, drop, summary))
+        if self.defer_checks:
+            return True
+        self.flush()
+        return "skipped" not in self._updates[-1]
+
+    def flush(self) -> None:
+        """Check and record every pending update: one host read for all of them (see the module docstring)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        sums = [p[-1] for p in pending if isinstance(p, tuple)]
+        values = torch.cat(sums).tolist() if sums else []  # the one host sync
+        at = 0
+        for p in pending:
+            if isinstance(p, dict):  # a record that needed no check
+                self._updates.append(p)
+                continue
+            t, fraction, names, live, drop, _ = p
+            n = len(names)
+            new_live, changed = values[at : at + n], values[at + n : at + 2 * n]
+            finite, leaked, seen, fan_in_cv = values[at + 2 * n : at + 2 * n + 4]
+            at += 2 * n + 4
+            if not finite:
+                self._updates.append({"step": t, "drop_fraction": fraction,
+                                      "skipped": "non-finite gradient or weight"})
+                continue
+            if leaked != 0.0:
+                raise RuntimeError(
+                    f"pruned weights moved (max |w| outside the masks = {leaked:.3g}): the optimizer updated "
+                    "inactive weights. Wrap it with SparseOpt(optimizer, masks) or call masks.attach(optimizer)."
+                )
+            for name, n_expected, n_live in zip(names, live, new_live):
+                if int(n_live) != n_expected:
+                    raise RuntimeError(
+                        f"live count of {name!r} changed from {n_expected} to {int(n_live)}: drop/grow bug")
+            self._updates.append({
+                "step": t,
+                "drop_fraction": fraction,
+                "changed": {n: int(c) for n, c, k in zip(names, changed, drop) if k},
+                "itop": seen / self.masks.numel(),
+                "fan_in_cv": fan_in_cv,
+            })
+
+    def _record(self, record: dict) -> None:
+        self._pending.append(record)  # behind any pending update: records stay in step order
+        if not self.defer_checks:
+            self.flush()
 
     def _clear_snapshot(self) -> None:
         self._grads, self._grad_flat = {}, None
@@ -249,7 +296,7 @@ class DynamicSparsity:
     def state_dict(self) -> dict:
         union = self.masks.layout().split(self._union)
         return {
-            "t": self.t, "seed": self.seed, "updates": list(self.updates),
+            "t": self.t, "seed": self.seed, "updates": list(self.updates),  # (flushes pending updates)
             "union": {n: u.clone() for n, u in zip(self.masks.modules, union)},
             "schedule": {"delta_t": self.schedule.delta_t, "alpha": self.schedule.alpha, "t_end": self.schedule.t_end},
         }

@@ -55,6 +55,8 @@ class FlatLayout:
                                                     torch.tensor(self.rows, device=dev))
         self.fan_in = torch.tensor([s // r for s, r in zip(self.sizes, self.rows)], device=dev,
                                    dtype=torch.float64)[self.layer_of_row]
+        self.rows_per_layer = torch.tensor(self.rows, dtype=torch.float64, device=dev)  # made once: a host-to-
+        # device copy waits for the GPU, so the per-update code never makes one
 
     def matches(self, weights: list[torch.Tensor]) -> bool:
         return (len(weights) == self.n_layers and weights[0].device == self.device
@@ -124,7 +126,7 @@ class FlatLayout:
 
     def fan_in_cv(self, live_rows: torch.Tensor) -> torch.Tensor:
         """Mean over layers of the coefficient of variation (std / mean) of per-neuron live counts (a 0-d tensor)."""
-        n = torch.tensor(self.rows, dtype=torch.float64, device=self.device)
+        n = self.rows_per_layer
         mean = self.rows_to_layers(live_rows) / n
         dev = live_rows.to(torch.float64) - mean[self.layer_of_row]
         std = (self.rows_to_layers(dev * dev) / (n - 1).clamp_min(1)).sqrt()

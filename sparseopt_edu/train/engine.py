@@ -6,8 +6,9 @@ update steps only, a snapshot of the skew metrics from the raw gradient -> ``opt
 correction on, SparseOpt(enabled=False) for the exact masked baseline, the plain optimizer for ``method="dense"``)
 -> ``dst.step()``. Comparisons between the baseline and SparseOpt therefore differ in one switch.
 
-No host sync per step: the loss and the correct count are summed as device tensors and read with ``.item()``-like
-calls only every ``log_every`` steps, at topology updates (diagnostics) and at the end of an epoch. A NaN loss is
+No host sync per step: the loss and the correct count are summed into device tensors (in place, inside the CUDA
+graph on CUDA) and read only every ``log_every`` steps, at topology updates (diagnostics) and at the end of an
+epoch. A NaN loss is
 therefore noticed at the next logging step, and the run stops with reason "nan" keeping its last checkpoint.
 """
 from __future__ import annotations
@@ -172,11 +173,17 @@ class Trainer:
             if cfg.method in ("rigl", "srigl"):
                 kwargs["grow_from"] = cfg.grow_from
             self.dst = METHODS[cfg.method](self.masks, self.optimizer, **kwargs)
+            # on a GPU an update's checks and record are read later, at a logging step or the epoch's end
+            self.dst.defer_checks = self.device.type == "cuda"
+        self._topology_pending: list[tuple] = []  # (DST step, trainer step, epoch, skew table) not yet emitted
+        self._records_done = 0  # DST records already turned into events
 
         self.history = History()
         self.history.config = cfg.to_dict()
         self.step = 0
         self.epoch = 0
+        # device accumulators, created once and changed only in place: a captured step graph adds into them
+        (self._loss_sum, self._correct), (self._win_loss, _) = self._zeros(), self._zeros()
         self._reset_epoch_accumulators()
         self._reset_window()
         self._graph = None
@@ -257,8 +264,8 @@ class Trainer:
                 group["lr"] = value
 
     # ----- events -----------------------------------------------------------------------------------------
-    def _emit(self, kind: str, data: dict) -> None:
-        event = Event(kind, self.step, self.epoch, data, self)
+    def _emit(self, kind: str, data: dict, step: int | None = None, epoch: int | None = None) -> None:
+        event = Event(kind, self.step if step is None else step, self.epoch if epoch is None else epoch, data, self)
         for fn in self.callbacks:
             fn(event)
 
@@ -282,42 +289,35 @@ class Trainer:
         return loss.detach(), (out.detach().argmax(1) == y).sum(), skew
 
     @torch.no_grad()
-    def _skew_snapshot(self, grads: dict | None = None) -> dict:
-        """Skew metrics of the raw gradient (called after backward, before the optimizer masks it).
+    def _skew_snapshot(self, flat: torch.Tensor | None = None) -> torch.Tensor:
+        """Skew metrics of the raw gradient (called after backward, before the optimizer masks it), as a device
+        table (one row per layer: raw slope, corrected slope, distinct densities, angle) that
+        :func:`_skew_summary` reads later, at the next flush of topology events: no host sync here.
 
+        ``flat``: the raw gradient in the masks' flat layout (the CUDA graph's copy); None reads ``.grad``.
         Same quantities as ``diagnostics.neuron_gradients`` (log-log slope of per-neuron mean |grad| per live
         weight on neuron density, raw and SparseOpt-corrected) and ``diagnostics.rotation_angles``, averaged over
-        layers, but with all layers' neurons in one vector and segment sums: a few kernels per layer and one
-        host sync (per-layer calls cost about 20 ms per update for ResNet-20 on an H200, Python-bound).
-        A layer's slope counts only when its active neurons have at least 3 distinct densities: under SRigL's
-        constant fan-in (two values, k and k+1) a fitted slope would be noise.
+        layers, but all layers at once with segment sums over the flat layout: a fixed number of kernels (per-layer
+        calls cost about 20 ms per update for ResNet-20 on an H200, Python-bound) and no host-to-device copy
+        (each would wait for the GPU). A layer's slope counts only when its active neurons have at least 3
+        distinct densities: under SRigL's constant fan-in (two values, k and k+1) a fitted slope would be noise.
+        A layer without a gradient counts for nothing.
         """
-        if grads is None:  # eager: the raw gradient is still in .grad (before the optimizer masks it)
-            grads = {n: m.weight.grad for n, m in self.masks.modules.items() if m.weight.grad is not None}
-        mods = [self.masks.modules[n] for n in self.masks.modules if n in grads]
-        raw = [grads[n] for n in self.masks.modules if n in grads]
-        if not mods:
-            return {"slope_raw": None, "slope_corrected": None, "rotation_deg": None}
-        dev, f64 = mods[0].weight.device, torch.float64
-        n_layers = len(mods)
-        fans = [m.weight_grad_mask[0].numel() for m in mods]
-        sizes = [m.weight_grad_mask.shape[0] for m in mods]
-        seg = torch.repeat_interleave(torch.arange(n_layers, device=dev), torch.tensor(sizes, device=dev))
-        live = torch.cat([m.weight_grad_mask.flatten(1).sum(1) for m in mods]).to(f64)
-        fan = torch.repeat_interleave(torch.tensor(fans, dtype=f64, device=dev), torch.tensor(sizes, device=dev))
-        srow = torch.cat([m.weight_grad_scale.flatten(1).amax(1) for m in mods]).to(f64)  # per-neuron scale
-        absum, sqsum = [], []
-        for m, g in zip(mods, raw):
-            gm = g.detach().flatten(1).to(f64) * m.weight_grad_mask.flatten(1)
-            absum.append(gm.abs().sum(1))
-            sqsum.append((gm * gm).sum(1))
-        per = torch.cat(absum) / live.clamp_min(1)
-        sq = torch.cat(sqsum)
-
-        def seg_sum(v):
-            return torch.zeros(n_layers, dtype=f64, device=dev).index_add_(0, seg, v)
-
-        log_density = (live / fan).clamp_min(1e-300).log()
+        layout = self.masks.layout()
+        mods = list(self.masks.modules.values())
+        no_grad = [i for i, m in enumerate(mods) if m.weight.grad is None] if flat is None else []
+        if flat is None:  # eager: the raw gradient is still in .grad
+            flat = layout.gather([torch.zeros_like(m.weight) if m.weight.grad is None else m.weight.grad
+                                  for m in mods])
+        f64 = torch.float64
+        mask = layout.gather([m.weight_mask for m in mods])
+        gm = flat.to(f64) * mask
+        live = layout.row_sum(mask)
+        per = layout.row_sum(gm.abs()) / live.clamp_min(1)  # mean |grad| per live weight, per neuron
+        sq = layout.row_sum(gm * gm)
+        srow = layout.density_ratio(live).sqrt()  # SparseOpt's per-neuron scale
+        seg, seg_sum = layout.layer_of_row, layout.rows_to_layers
+        log_density = (live / layout.fan_in).clamp_min(1e-300).log()
         slopes = []
         for y in (per, per * srow):
             ok = ((live > 0) & (y > 0)).to(f64)
@@ -326,65 +326,88 @@ class Trainer:
             dx = (lx - (seg_sum(lx) / n)[seg]) * ok
             dy = (ly - (seg_sum(ly) / n)[seg]) * ok
             slopes.append(seg_sum(dx * dy) / seg_sum(dx * dx))
-        width = max(fans) + 1
-        seen = torch.zeros(n_layers * width, dtype=f64, device=dev).index_add_(
+        width = max(size // rows for size, rows in zip(layout.sizes, layout.rows)) + 1
+        seen = torch.zeros(layout.n_layers * width, dtype=f64, device=flat.device).index_add_(
             0, seg * width + live.long(), torch.ones_like(live))
-        distinct = (seen.view(n_layers, width)[:, 1:] > 0).sum(1).to(f64)
+        distinct = (seen.view(layout.n_layers, width)[:, 1:] > 0).sum(1).to(f64)
         cos = seg_sum(sq * srow) / (seg_sum(sq).sqrt() * seg_sum(sq * srow * srow).sqrt()).clamp_min(1e-300)
         angle = torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0)))
-        table = torch.stack([slopes[0], slopes[1], distinct, angle], 1).tolist()  # the one host sync
-        fits = [(r[0], r[1]) for r in table if r[2] >= 3 and math.isfinite(r[0]) and math.isfinite(r[1])]
-        angles = [r[3] for r in table if math.isfinite(r[3])]
-        return {
-            "slope_raw": float(np.mean([f[0] for f in fits])) if fits else None,
-            "slope_corrected": float(np.mean([f[1] for f in fits])) if fits else None,
-            "rotation_deg": float(np.mean(angles)) if angles else None,
-        }
+        if no_grad:
+            angle[no_grad] = float("nan")
+            distinct[no_grad] = 0.0
+        return torch.stack([slopes[0], slopes[1], distinct, angle], 1)
 
-    def _train_step(self, x, y) -> None:
+    # ----- topology events (emitted once the update's checks have been read: see DynamicSparsity.flush) -----
+    def _flush_topology(self) -> None:
+        """Emit the "topology" events of the updates since the last flush (two host reads for all of them)."""
+        pending, self._topology_pending = self._topology_pending, []
+        if not pending:
+            return
+        updates = self.dst.updates  # flushes the DST: checks and records
+        records = {r["step"]: r for r in updates[self._records_done:]}
+        self._records_done = len(updates)
+        tables = [p[3] for p in pending if p[3] is not None]
+        rows = torch.cat(tables).tolist() if tables else []  # the skew tables' one host read
+        for t, step, epoch, table in pending:
+            n = table.shape[0] if table is not None else 0
+            skew, rows = _skew_summary(rows[:n]), rows[n:]
+            record = records[t]
+            if "skipped" in record:  # non-finite inputs: the device kept the old masks
+                continue
+            data = {"itop": record["itop"], "changed": dict(record.get("changed", {})),
+                    "drop_fraction": record["drop_fraction"], "fan_in_cv": record["fan_in_cv"], **skew}
+            self.history.topology.append({"step": step, "epoch": epoch, **data})
+            self._emit("topology", data, step=step, epoch=epoch)
+
+    def _accumulate(self, loss, correct) -> None:
+        """Add one step's loss and correct count to the epoch's and the logging window's sums (in place)."""
+        self._loss_sum.add_(loss)
+        self._correct.add_(correct)
+        self._win_loss.add_(loss)
+
+    def _train_step(self, batch) -> None:
+        """One step. ``batch``: the loader's position (int) under CUDA graphs, which build the batch themselves;
+        else an (x, y) pair."""
         update_next = self.dst is not None and self.dst.schedule.is_update(self.dst.t + 1)
         snapshot = update_next and self.config.skew_every == "update"
         self._write_lr(self.lr_schedule.lr_at(self.step))
         if self._graph is not None:
-            loss, correct, skew = self._graph.step(x, y, eager=update_next, snapshot=snapshot)
+            skew = self._graph.step(batch, eager=update_next, snapshot=snapshot)
+            n = self.train_loader.batch_size  # the train loader drops its last partial batch
         else:
+            x, y = batch
             loss, correct, skew = self._core_step(x, y, snapshot)
+            self._accumulate(loss, correct)
             self.optimizer.zero_grad(set_to_none=True)
+            n = y.shape[0]
         changed = self.dst.step() if self.dst is not None else False
         self.step += 1
-        n = y.shape[0]
-        self._loss_sum += loss
-        self._correct += correct
         self._seen += n
         self._batches += 1
-        self._win_loss += loss
         self._win_n += 1
         self._win_images += n
         if changed:
-            record = self.dst.updates[-1]
-            data = {"itop": record["itop"], "changed": dict(record.get("changed", {})),
-                    "drop_fraction": record["drop_fraction"], "fan_in_cv": record["fan_in_cv"],
-                    "slope_raw": None, "slope_corrected": None, "rotation_deg": None}
-            if skew is not None:
-                data.update(skew)
-            self.history.topology.append({"step": self.step, "epoch": self.epoch, **data})
-            self._emit("topology", data)
+            self._topology_pending.append((self.dst.t, self.step, self.epoch, skew))
+            if not self.dst.defer_checks:
+                self._flush_topology()
 
     # ----- accumulators -----------------------------------------------------------------------------------
     def _zeros(self):
         return torch.zeros((), device=self.device), torch.zeros((), device=self.device, dtype=torch.long)
 
     def _reset_epoch_accumulators(self) -> None:
-        self._loss_sum, self._correct = self._zeros()
+        self._loss_sum.zero_()
+        self._correct.zero_()
         self._seen, self._batches, self._epoch_time = 0, 0, 0.0
 
     def _reset_window(self) -> None:
-        self._win_loss, _ = self._zeros()
+        self._win_loss.zero_()
         self._win_n, self._win_images = 0, 0
         self._win_t0 = time.perf_counter()
 
     def _log_step(self) -> bool:
         """Emit a "step" event (the one host sync of a logging step); returns False on a non-finite loss."""
+        self._flush_topology()
         loss = float(self._win_loss) / max(1, self._win_n)  # host sync
         now = time.perf_counter()
         data = {"loss": loss, "lr": self.lr_schedule.lr_at(self.step - 1),
@@ -416,6 +439,7 @@ class Trainer:
 
     def _end_epoch(self) -> bool:
         """Close the epoch: test, "epoch" event, checkpoint. Returns False on a non-finite train loss."""
+        self._flush_topology()
         loss_sum, correct = torch.stack([self._loss_sum.double(), self._correct.double()]).tolist()
         self._epoch_time += time.perf_counter() - self._epoch_t0
         self.epoch += 1
@@ -464,13 +488,14 @@ class Trainer:
                 self._epoch_t0 = time.perf_counter()
                 if self._win_n == 0:
                     self._win_t0 = self._epoch_t0
-                batches = iter(self.train_loader)
+                # under CUDA graphs the step builds its batch inside the graph: the loop hands it positions
+                batches = self.train_loader.positions() if self._graph is not None else iter(self.train_loader)
                 while True:
                     batch = next(batches, None)
                     if batch is None:
                         break
                     self._apply_requests()
-                    self._train_step(*batch)
+                    self._train_step(batch)
                     logged = self._log_step() if self.step % cfg.log_every == 0 else True
                     yield self.step
                     if bar is not None:
@@ -500,6 +525,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+        self._flush_topology()
         self.history.reason = reason
         self.history.meta["wall_s"] = self.history.meta.get("wall_s", 0.0) + time.perf_counter() - t_start
         self.history.meta["device"] = str(self.device)
@@ -521,6 +547,7 @@ class Trainer:
 
     # ----- checkpoints ------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        self._flush_topology()  # the history and the DST records must be complete
         return {
             "version": 1,
             "config": self.config.to_dict(),
@@ -562,13 +589,14 @@ class Trainer:
         self.lr_schedule.load_state_dict(state["lr_schedule"])
         if self.dst is not None:
             self.dst.load_state_dict(state["dst"])
+            self._records_done = len(self.dst.updates)
         self.train_loader.load_state_dict(state["train_loader"])
         loop = state["loop"]
         self.step, self.epoch = loop["step"], loop["epoch"]
-        self._loss_sum = loop["loss_sum"].to(self.device)
-        self._correct = loop["correct"].to(self.device)
+        self._loss_sum.copy_(loop["loss_sum"])  # in place: a captured graph adds into these tensors
+        self._correct.copy_(loop["correct"])
         self._seen, self._batches, self._epoch_time = loop["seen"], loop["batches"], loop["epoch_time"]
-        self._win_loss = loop["win_loss"].to(self.device)
+        self._win_loss.copy_(loop["win_loss"])
         self._win_n, self._win_images = loop["win_n"], loop["win_images"]
         self._win_t0 = time.perf_counter()
         self.history = History.from_dict(state["history"])
@@ -587,6 +615,18 @@ class Trainer:
         trainer.load_checkpoint(os.path.join(run_dir, CHECKPOINT))
         trainer.config = cfg.replace(resume=True)
         return trainer
+
+
+def _skew_summary(rows: list[list[float]]) -> dict:
+    """The layer-averaged skew metrics from a skew table's rows (``Trainer._skew_snapshot``); None where no layer
+    qualifies (no table, or no layer with 3 distinct densities for a slope)."""
+    fits = [(r[0], r[1]) for r in rows if r[2] >= 3 and math.isfinite(r[0]) and math.isfinite(r[1])]
+    angles = [r[3] for r in rows if math.isfinite(r[3])]
+    return {
+        "slope_raw": float(np.mean([f[0] for f in fits])) if fits else None,
+        "slope_corrected": float(np.mean([f[1] for f in fits])) if fits else None,
+        "rotation_deg": float(np.mean(angles)) if angles else None,
+    }
 
 
 def train(config: TrainConfig | dict, callbacks=()) -> History:

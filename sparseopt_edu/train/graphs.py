@@ -4,8 +4,11 @@ ResNet-20 at batch 128 is bound by kernel launches (ENV.md, "GPU, measured"): re
 forward, backward, SparseOpt's mask x scale multiply and the optimizer step removes that overhead.
 - Warm-up: the first ``WARMUP`` steps run eagerly on a side stream (they are real training steps; they also
   create the optimizer state and, with ``compile``, compile the model).
-- Capture: at the first non-update step after warm-up, with the real batch copied into static input tensors;
-  the capture only records, so the graph is replayed once right after for that step.
+- The batch is built inside the graph (``DeviceLoader.batch_at`` from a device position tensor: gather, crop,
+  flip, normalise), and the loss and correct count are added to the trainer's device sums there too: per step
+  the loop writes the LR and the position (two fills) and replays. Nothing of a step is cloned or copied.
+- Capture: at the first non-update step after warm-up; the capture only records, so the graph is replayed once
+  right after for that step.
 - Update steps (``dst.schedule.is_update(t + 1)``) replay a second graph, captured right after the first: the
   same step plus a copy of the raw dense gradient into one flat buffer (a step pre-hook runs during capture, so
   the copy is recorded; on replay the loop hands that static buffer to the DST). The skew metrics
@@ -58,35 +61,41 @@ class GraphStep:
         if trainer.device.type != "cuda":
             raise RuntimeError("CUDA graphs need a CUDA device")
         self.trainer = trainer
+        self.loader = trainer.train_loader
         self.graph = None
         self.eager_steps = 0
-        self.static = None  # (x, y, loss, correct)
         self.update_graph = None
-        self.update_static = None  # (loss, correct, the raw gradient's flat copy)
+        self.update_flat = None  # the update graph's flat copy of the raw gradient
+        self.position = torch.zeros((), dtype=torch.long, device=trainer.device)  # the batch the graphs build
         self.stream = side_stream(trainer.device)
 
-    def _eager(self, x, y, snapshot):
+    def _recorded_step(self):
+        """What both graphs record: build the batch at ``position``, the step, add to the loss/accuracy sums."""
         t = self.trainer
-        t.optimizer.zero_grad(set_to_none=self.graph is None)
-        if self.graph is None:
-            # warm-up / pre-capture steps on a side stream, as torch.cuda.graphs recommends
-            self.stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(self.stream):
-                out = t._core_step(x, y, snapshot)
-            torch.cuda.current_stream().wait_stream(self.stream)
-        else:
-            out = t._core_step(x, y, snapshot)
-        self.eager_steps += 1
-        return out
+        x, y = self.loader.batch_at(self.position)
+        loss, correct, _ = t._core_step(x, y, snapshot=False)
+        t._accumulate(loss, correct)
 
-    def _capture(self, x, y):
+    def _eager(self, position: int, snapshot: bool):
+        """A warm-up or pre-capture step, eagerly on a side stream (as torch.cuda.graphs recommends)."""
         t = self.trainer
-        sx, sy = x.clone(), y.clone()
+        t.optimizer.zero_grad(set_to_none=True)
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            x, y = self.loader.batch_at(position)
+            loss, correct, skew = t._core_step(x, y, snapshot)
+            t._accumulate(loss, correct)
+        torch.cuda.current_stream().wait_stream(self.stream)
+        self.eager_steps += 1
+        return skew
+
+    def _capture(self):
+        t = self.trainer
         t.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with _capturing(graph):
-            loss, correct, _ = t._core_step(sx, sy, snapshot=False)
-        self.graph, self.static = graph, (sx, sy, loss, correct)
+            self._recorded_step()
+        self.graph = graph
         if t.dst is not None and t.dst.t + 1 < t.dst.schedule.t_end:  # updates ahead: capture theirs now too
             self._capture_update()
 
@@ -97,37 +106,32 @@ class GraphStep:
         not fire), so a hook records the copy for every method (SET and Static use it for the skew metrics).
         """
         t = self.trainer
-        sx, sy = self.static[0], self.static[1]
         graph = torch.cuda.CUDAGraph()
         hook = t.optimizer.register_step_pre_hook(lambda opt, args, kwargs: t.dst.snapshot_gradients())
         try:
             with _capturing(graph):
                 t.optimizer.zero_grad(set_to_none=False)  # .grad already lives at the first graph's addresses
-                loss, correct, _ = t._core_step(sx, sy, snapshot=False)
+                self._recorded_step()
         finally:
             hook.remove()
-        self.update_graph = graph
-        self.update_static = (loss, correct, t.dst._grad_flat)
+        self.update_graph, self.update_flat = graph, t.dst._grad_flat
         t.dst._clear_snapshot()  # recorded, not run: no real snapshot exists yet
         t.dst._grads_step = -1
 
-    def step(self, x, y, *, eager: bool, snapshot: bool):
+    def step(self, position: int, *, eager: bool, snapshot: bool):
+        """Train on batch ``position`` of the loader's current epoch; returns the skew metrics (update steps with
+        ``snapshot``) or None. The loss and correct count go straight into the trainer's device sums."""
         if self.eager_steps < WARMUP or (eager and self.graph is None):
-            return self._eager(x, y, snapshot)
+            return self._eager(position, snapshot)
         if self.graph is None:
-            self._capture(x, y)
-        sx, sy, loss, correct = self.static
-        sx.copy_(x, non_blocking=True)
-        sy.copy_(y, non_blocking=True)
+            self._capture()  # records only: the replay below runs this step
+        self.position.fill_(position)
         if not eager:
             self.graph.replay()
-            # the static outputs are overwritten by the next replay: hand out copies
-            return loss.clone(), correct.clone(), None
+            return None
         dst = self.trainer.dst
         if self.update_graph is None:
             self._capture_update()
         self.update_graph.replay()
-        u_loss, u_correct, flat = self.update_static
-        dst.set_gradient_snapshot(flat, dst.t + 1)
-        skew = self.trainer._skew_snapshot(dst._grads) if snapshot else None
-        return u_loss.clone(), u_correct.clone(), skew
+        dst.set_gradient_snapshot(self.update_flat, dst.t + 1)
+        return self.trainer._skew_snapshot(self.update_flat) if snapshot else None
