@@ -149,9 +149,15 @@ class Trainer:
         if self.dist is not None:
             self.forward_model = distributed.wrap(self.model, self.dist, self.device, sync_bn=False,
                                                   grad_dtype=cfg.ddp_grad_dtype)
+        self._train_model = self.forward_model  # what the training step calls (forward_model serves evaluation)
+        self._loss_and_correct = self._forward_loss
         if self.features["compile"]:
             mode = "max-autotune-no-cudagraphs" if self.features["cuda_graphs"] else None
             self.forward_model = torch.compile(self.forward_model, mode=mode)
+            if self.dist is None:  # forward, loss and accuracy compiled as one: the loss and argmax fuse
+                self._loss_and_correct = torch.compile(self._forward_loss, mode=mode)
+            else:
+                self._train_model = self.forward_model
 
         self.train_loader = self.data.loader("train", cfg.batch_size, self.device, seed=cfg.seed,
                                              memory_format=memory_format)
@@ -276,17 +282,22 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
         return contextlib.nullcontext()
 
+    def _forward_loss(self, x, y):
+        """The training forward: (loss, correct count), both on the device (compiled as one with ``compile``)."""
+        with self._autocast():
+            out = self._train_model(x)
+        loss = F.cross_entropy(out.float(), y, label_smoothing=self.config.label_smoothing)
+        return loss, (out.detach().argmax(1) == y).sum()
+
     def _core_step(self, x, y, snapshot: bool = False):
         """forward, backward, (skew snapshot), optimizer step; returns (loss, correct, skew) on the device."""
-        with self._autocast():
-            out = self.forward_model(x)
-        loss = F.cross_entropy(out.float(), y, label_smoothing=self.config.label_smoothing)
+        loss, correct = self._loss_and_correct(x, y)
         loss.backward()
         skew = self._skew_snapshot() if snapshot else None
         if self.masks is None and self.config.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm, foreach=True)
         self.optimizer.step()
-        return loss.detach(), (out.detach().argmax(1) == y).sum(), skew
+        return loss.detach(), correct, skew
 
     @torch.no_grad()
     def _skew_snapshot(self, flat: torch.Tensor | None = None) -> torch.Tensor:
