@@ -14,7 +14,9 @@ forward, backward, SparseOpt's mask x scale multiply and the optimizer step remo
   the copy is recorded; on replay the loop hands that static buffer to the DST). The skew metrics
   are computed from that copy after the replay. The topology update itself runs outside both graphs; masks,
   their cached scale tensors, weights and optimizer state are all changed in place, so the graphs stay valid.
-  Eager steps zero the gradients in place (``set_to_none=False``) so ``.grad`` keeps the graph's addresses.
+  After the capture every step replays one of the two graphs (no eager step could move ``.grad``).
+- The DST runs with ``defer_checks`` on CUDA: an update reads nothing back, so the loop never waits for the GPU
+  between epoch ends and logging steps (``benchmarks/sync_check.py`` lists where it does).
 - The LR lives in a device tensor (fused SGD, capturable Adam/AdamW): the loop writes it with ``fill_``.
 """
 from __future__ import annotations

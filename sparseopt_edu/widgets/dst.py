@@ -161,7 +161,8 @@ class DSTPanel(TrainingPanel):
         def callback(ev):
             if self._poll(ev.trainer):
                 flag["interrupted"] = True
-            self.step = ev.step
+            if ev.kind != "topology":  # on a GPU a topology event arrives a few steps after its update
+                self.step = ev.step
             if ev.kind == "start":
                 self.hist0 = self.hist = self._first_hist(ev.trainer)
             elif ev.kind == "topology":
