@@ -19,6 +19,8 @@ check raises at that later read instead of at once.
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from ..sparse.flat import FlatLayout
@@ -129,6 +131,7 @@ class DynamicSparsity:
         self.defer_checks = False  # True: checks and records wait for flush() (no host sync inside update())
         self._updates: list[dict] = []  # one record per topology update (or skipped update)
         self._pending: list = []  # updates applied on the device, not yet checked (tuples), and records (dicts)
+        self._pending_lock = threading.Lock()  # a notebook may read ``updates`` while a thread trains
         self._reset_union()
         self._grads: dict[str, torch.Tensor] = {}
         self._grad_flat: torch.Tensor | None = None
@@ -183,8 +186,9 @@ class DynamicSparsity:
 
     @updates.setter
     def updates(self, records: list[dict]) -> None:
-        self._pending = []
-        self._updates = list(records)
+        with self._pending_lock:
+            self._pending = []
+            self._updates = list(records)
 
     @torch.no_grad()
     def update(self) -> bool:
@@ -216,7 +220,8 @@ class DynamicSparsity:
         self._union = union
         check_ranks_agree(self.masks, t)
         self._clear_snapshot()
-        self._pending.append((t, fraction, names, live, drop, summary))
+        with self._pending_lock:
+            self._pending.append((t, fraction, names, live, drop, summary))
         if self.defer_checks:
             return True
         self.flush()
@@ -224,9 +229,13 @@ class DynamicSparsity:
 
     def flush(self) -> None:
         """Check and record every pending update: one host read for all of them (see the module docstring)."""
-        if not self._pending:
-            return
+        with self._pending_lock:  # held throughout: records are appended in step order, by one thread at a time
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
         pending, self._pending = self._pending, []
+        if not pending:
+            return
         sums = [p[-1] for p in pending if isinstance(p, tuple)]
         values = torch.cat(sums).tolist() if sums else []  # the one host sync
         at = 0
@@ -261,7 +270,8 @@ class DynamicSparsity:
             })
 
     def _record(self, record: dict) -> None:
-        self._pending.append(record)  # behind any pending update: records stay in step order
+        with self._pending_lock:
+            self._pending.append(record)  # behind any pending update: records stay in step order
         if not self.defer_checks:
             self.flush()
 
