@@ -7,9 +7,10 @@ correction on, SparseOpt(enabled=False) for the exact masked baseline, the plain
 -> ``dst.step()``. Comparisons between the baseline and SparseOpt therefore differ in one switch.
 
 No host sync per step: the loss and the correct count are summed into device tensors (in place, inside the CUDA
-graph on CUDA) and read only every ``log_every`` steps, at topology updates (diagnostics) and at the end of an
-epoch. A NaN loss is
-therefore noticed at the next logging step, and the run stops with reason "nan" keeping its last checkpoint.
+graph on CUDA) and read only every ``log_every`` steps and at the end of an epoch. Topology updates read their
+checks and diagnostics at once on a CPU; on CUDA they read nothing (``DynamicSparsity.defer_checks``) and their
+"topology" events follow at the next logging step or epoch end. A NaN loss is therefore noticed at the next
+logging step, and the run stops with reason "nan" keeping its last checkpoint.
 """
 from __future__ import annotations
 
