@@ -58,16 +58,13 @@ def main(argv=None) -> int:
         chains.setdefault(key, [f.name for f in reversed(ours)])
 
     torch.cuda.set_sync_debug_mode("warn")
-    saved = warnings.showwarning
-    warnings.showwarning = record
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # restores showwarning on exit
             warnings.simplefilter("always")
             warnings.showwarning = record
             history = trainer.run()
     finally:
         torch.cuda.set_sync_debug_mode("default")
-        warnings.showwarning = saved
     steps, updates = trainer.step, len(history.topology)
     print(f"{args.method}: {steps} steps, {updates} topology updates, {args.epochs} epochs; syncs by site:")
     bad = []
