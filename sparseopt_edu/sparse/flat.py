@@ -53,8 +53,8 @@ class FlatLayout:
         self.n_rows = row_start
         self.layer_of_row = torch.repeat_interleave(torch.arange(self.n_layers, device=dev),
                                                     torch.tensor(self.rows, device=dev))
-        self.fan_in = torch.tensor([s // r for s, r in zip(self.sizes, self.rows)], device=dev,
-                                   dtype=torch.float64)[self.layer_of_row]
+        self.fan_ins = [s // r for s, r in zip(self.sizes, self.rows)]  # per layer (host ints)
+        self.fan_in = torch.tensor(self.fan_ins, device=dev, dtype=torch.float64)[self.layer_of_row]
         self.rows_per_layer = torch.tensor(self.rows, dtype=torch.float64, device=dev)  # made once: a host-to-
         # device copy waits for the GPU, so the per-update code never makes one
 

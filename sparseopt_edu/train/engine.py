@@ -338,7 +338,7 @@ class Trainer:
             dx = (lx - (seg_sum(lx) / n)[seg]) * ok
             dy = (ly - (seg_sum(ly) / n)[seg]) * ok
             slopes.append(seg_sum(dx * dy) / seg_sum(dx * dx))
-        width = max(size // rows for size, rows in zip(layout.sizes, layout.rows)) + 1
+        width = max(layout.fan_ins) + 1
         seen = torch.zeros(layout.n_layers * width, dtype=f64, device=flat.device).index_add_(
             0, seg * width + live.long(), torch.ones_like(live))
         distinct = (seen.view(layout.n_layers, width)[:, 1:] > 0).sum(1).to(f64)
