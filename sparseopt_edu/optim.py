@@ -11,13 +11,24 @@ Order of operations in ``step()`` (our decisions where the paper is silent):
 3. optional gradient clipping, on the masked and corrected gradient;
 4. the inner optimizer's step: momentum accumulates corrected gradients, its weight decay is not scaled.
 After ``step()``, ``.grad`` holds exactly what the inner optimizer saw.
+
+``scope="update"`` (our extension, not the paper's): the gradient is only masked, and the per-neuron factor
+multiplies the inner optimizer's whole update instead (weight decay and momentum included), which makes it a
+per-neuron learning rate. Why offer it: with BN and weight decay a neuron's weights are scale invariant and their
+effective step settles where lr x weight decay puts it (van Laarhoven 2017; Wan et al. 2021), so a scale of the
+gradient alone is largely undone over training, while a scale of the update is not (docs/method.md section 6).
 """
 from __future__ import annotations
+
+import weakref
 
 import torch
 from torch.optim import Optimizer
 
 from .sparse.masks import SparseMasks, check_elementwise
+
+
+SCOPES = ("gradient", "update")
 
 
 class SparseOpt(Optimizer):
@@ -36,6 +47,7 @@ class SparseOpt(Optimizer):
         *,
         enabled: bool = True,
         max_grad_norm: float | None = None,
+        scope: str = "gradient",
         assume_elementwise: bool = False,
     ):
         if isinstance(optimizer, SparseOpt):
@@ -45,11 +57,15 @@ class SparseOpt(Optimizer):
         check_elementwise(optimizer, assume_elementwise)
         if max_grad_norm is not None and not max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be positive or None, got {max_grad_norm}")
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES} (what the per-neuron factor scales), got {scope!r}")
+        self.scope = scope
         self.optimizer = optimizer
         self.masks = masks
         self.enabled = bool(enabled)
         self.max_grad_norm = max_grad_norm
-        self._prepared = False
+        self._prepared: list = []  # (weakref to .grad, its _version) after the last prepare_grads()
+        self._before: list[torch.Tensor] = []  # scope="update": the weights before the inner step
         self._bound = False
         super().__init__(optimizer.param_groups, optimizer.defaults)  # sets up hooks; groups stay the inner's
         self._bound = True
@@ -89,28 +105,66 @@ class SparseOpt(Optimizer):
 
     @torch.no_grad()
     def prepare_grads(self) -> None:
-        """Mask and correct ``.grad`` now (idempotent until the next step), e.g. to clip gradients yourself."""
-        if self._prepared:
+        """Mask and correct ``.grad`` now, e.g. to clip gradients yourself before ``step()``.
+
+        Idempotent while the gradients stay as they are: ``step()`` skips the work only if every masked ``.grad``
+        is the very tensor prepared here and unchanged since (same object, same version counter). Any later
+        ``zero_grad``, backward or skipped AMP step therefore gets masked again, so a pruned weight never moves.
+        """
+        if self._is_prepared():
             return
-        self.masks.mask_grads_(corrected=self.enabled)
+        self.masks.mask_grads_(corrected=self.enabled and self.scope == "gradient")
         if self.max_grad_norm is not None:
             params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm, foreach=True)
-        self._prepared = True
+        self._prepared = [(weakref.ref(g), g._version) for g in self._masked_grads()]
+
+    def _masked_grads(self) -> list[torch.Tensor]:
+        return [m.weight.grad for m in self.masks.modules.values() if m.weight.grad is not None]
+
+    def _is_prepared(self) -> bool:
+        grads = self._masked_grads()
+        if not grads or len(grads) != len(self._prepared):
+            return False
+        return all(ref() is g and g._version == version for (ref, version), g in zip(self._prepared, grads))
 
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
+        """Mask (and correct) the gradients, then step the inner optimizer.
+
+        A closure goes to the inner optimizer, wrapped so that the gradients it computes are masked and
+        corrected before the inner optimizer reads them.
+        """
+        if closure is None:
+            self.prepare_grads()
+            inner_closure = None
+        else:
+            def inner_closure():
                 loss = closure()
-        self.prepare_grads()
-        self.optimizer.step()
-        self._prepared = False
+                self.prepare_grads()
+                return loss
+        if self.enabled and self.scope == "update":
+            loss = self._step_scaling_update(inner_closure)
+        else:
+            loss = self.optimizer.step() if inner_closure is None else self.optimizer.step(inner_closure)
+        self._prepared = []
+        return loss
+
+    @torch.no_grad()
+    def _step_scaling_update(self, inner_closure):
+        """w <- w_old + (mask x scale) * (inner step's w - w_old): a per-neuron learning rate, in 3 foreach calls."""
+        modules = list(self.masks.modules.values())
+        weights = [m.weight for m in modules]
+        if len(self._before) != len(weights) or any(b.shape != w.shape for b, w in zip(self._before, weights)):
+            self._before = [torch.empty_like(w) for w in weights]  # allocated once: fixed addresses for graphs
+        torch._foreach_copy_(self._before, weights)
+        loss = self.optimizer.step() if inner_closure is None else self.optimizer.step(inner_closure)
+        torch._foreach_lerp_(self._before, weights, [m.weight_grad_scale for m in modules])
+        torch._foreach_copy_(weights, self._before)
         return loss
 
     def state_dict(self) -> dict:
         state = super().state_dict()  # built from the shared groups/state, runs the wrapper's hooks
-        state["sparseopt"] = {"enabled": self.enabled, "max_grad_norm": self.max_grad_norm}
+        state["sparseopt"] = {"enabled": self.enabled, "max_grad_norm": self.max_grad_norm, "scope": self.scope}
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -120,8 +174,9 @@ class SparseOpt(Optimizer):
         if extra is not None:
             self.enabled = bool(extra["enabled"])
             self.max_grad_norm = extra["max_grad_norm"]
+            self.scope = extra.get("scope", "gradient")
 
     def __repr__(self) -> str:
-        state = "on" if self.enabled else "off (masked baseline)"
+        state = f"on, scales the {self.scope}" if self.enabled else "off (masked baseline)"
         inner = "\n    ".join(repr(self.optimizer).splitlines())
         return f"SparseOpt(correction {state}, max_grad_norm={self.max_grad_norm},\n    {inner}\n)"

@@ -136,7 +136,7 @@ def test_state_dict_round_trip_continues_identically():
     opt = SparseOpt(torch.optim.Adam(model.parameters(), 1e-2), masks, max_grad_norm=5.0)
     train_steps(model, opt, 3, gen=torch.Generator().manual_seed(3))
     saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
-    assert saved_opt["sparseopt"] == {"enabled": True, "max_grad_norm": 5.0}
+    assert saved_opt["sparseopt"] == {"enabled": True, "max_grad_norm": 5.0, "scope": "gradient"}
     train_steps(model, opt, 3, gen=torch.Generator().manual_seed(4))
     clone = small_cnn()
     clone_masks = sparsify(clone, 0.8, seed=9)
@@ -211,3 +211,117 @@ def test_refuses_bad_arguments():
         SparseOpt(torch.optim.SGD(model.parameters(), lr=0.1), masks, max_grad_norm=0)
     with pytest.raises(TypeError, match="already masks gradients"):
         masks.attach(opt)
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_prepare_then_new_backward_is_masked_again(set_to_none):
+    # prepare_grads(); zero_grad(); backward(); step() used to skip the masking: pruned weights moved
+    torch.manual_seed(0)
+    model = small_mlp()
+    masks = sparsify(model, 0.8, seed=0)
+    opt = SparseOpt(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), masks)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(3):
+        x, y = batch_for(model, gen=gen)
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.prepare_grads()  # e.g. to clip; then the step is skipped (an AMP overflow) and a new batch comes
+        opt.zero_grad(set_to_none=set_to_none)
+        x, y = batch_for(model, gen=gen)
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    assert masks.inactive_max() == {"weight": 0.0, "optimizer_state": 0.0}
+
+
+def test_amp_recipe_with_skipped_overflow_step_keeps_pruned_weights_at_zero():
+    # The documented recipe: unscale_ -> prepare_grads -> clip -> scaler.step; an inf gradient skips the step
+    torch.manual_seed(0)
+    model = small_mlp()
+    masks = sparsify(model, 0.8, seed=0)
+    opt = SparseOpt(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), masks)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    gen = torch.Generator().manual_seed(4)
+    skipped = 0
+    for step in range(4):
+        x, y = batch_for(model, gen=gen)
+        opt.zero_grad()
+        scaler.scale(nn.functional.cross_entropy(model(x), y)).backward()
+        if step == 1:
+            model[0].weight.grad[0, 0] = float("inf")  # an overflow: GradScaler skips this step
+        scaler.unscale_(opt)
+        opt.prepare_grads()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        before = scaler.get_scale()
+        scaler.step(opt)
+        scaler.update()
+        skipped += scaler.get_scale() < before
+    assert skipped == 1
+    assert masks.inactive_max() == {"weight": 0.0, "optimizer_state": 0.0}
+
+
+def test_closure_reaches_the_inner_optimizer_and_is_masked():
+    calls = []
+
+    class Recording(torch.optim.SGD):
+        def step(self, closure=None):
+            calls.append(closure is not None)
+            return super().step(closure)
+
+    torch.manual_seed(0)
+    model = small_mlp()
+    masks = sparsify(model, 0.8, seed=0)
+    opt = SparseOpt(Recording(model.parameters(), lr=0.1, momentum=0.9), masks)
+    x, y = batch_for(model)
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert calls == [True] and torch.is_tensor(loss) and loss.ndim == 0
+    assert masks.inactive_max() == {"weight": 0.0, "optimizer_state": 0.0}
+    assert torch.all(model[0].weight.grad[~masks["0"]] == 0)
+
+
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+def test_scope_update_is_a_per_neuron_learning_rate(opt_name):
+    """scope="update": w_new - w_old is the masked optimizer's own update (weight decay included) x sqrt(d_i/d_mean)."""
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(hetero_layer())
+    (model, masks), (twin, twin_masks) = models
+    opt = SparseOpt(OPTIMIZERS[opt_name](model.parameters()), masks, scope="update")
+    ref = SparseOpt(OPTIMIZERS[opt_name](twin.parameters()), twin_masks, enabled=False)  # the masked baseline
+    x, y = batch_for(model)
+    w0 = model[0].weight.detach().clone()
+    for m, o in ((model, opt), (twin, ref)):
+        nn.functional.cross_entropy(m(x), y).backward()
+        o.step()
+    scale = masks.neuron_scale("0").view(-1, 1) * masks["0"]
+    assert not torch.all(scale == 1)
+    assert torch.allclose(model[0].weight, w0 + scale * (twin[0].weight - w0), atol=1e-7, rtol=1e-6)
+    for (name, a), b in zip(model.named_parameters(), twin.parameters()):
+        if name != "0.weight":  # the dense layer, biases and BN affine step exactly like the baseline
+            assert torch.equal(a, b), name
+    assert torch.equal(model[0].weight.grad, twin[0].weight.grad)  # the gradient itself is only masked
+
+
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+def test_scope_update_keeps_pruned_weights_and_equals_inner_on_a_dense_model(opt_name):
+    torch.manual_seed(0)
+    a = small_mlp()
+    b = copy.deepcopy(a)
+    opt_a = SparseOpt(OPTIMIZERS[opt_name](a.parameters()), sparsify(a, 0.0), scope="update")
+    train_steps(a, opt_a, 4, gen=torch.Generator().manual_seed(2))
+    train_steps(b, OPTIMIZERS[opt_name](b.parameters()), 4, gen=torch.Generator().manual_seed(2))
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(p, q), name
+    model, masks = hetero_layer()
+    opt = SparseOpt(OPTIMIZERS[opt_name](model.parameters()), masks, scope="update")
+    train_steps(model, opt, 5, gen=torch.Generator().manual_seed(3))
+    assert masks.inactive_max() == {"weight": 0.0, "optimizer_state": 0.0}
+    assert opt.state_dict()["sparseopt"]["scope"] == "update"
+    with pytest.raises(ValueError, match="scope must be one of"):
+        SparseOpt(OPTIMIZERS[opt_name](model.parameters()), masks, scope="weights")
