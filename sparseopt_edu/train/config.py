@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ..data import DATASETS
 from ..models import MODELS, NORMS
+from ..optim import SCOPES
 
 METHODS = ("dense", "static", "set", "rigl", "srigl")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -34,6 +35,7 @@ class TrainConfig:
     dense_layers: tuple = ()
     method: str = "rigl"
     sparseopt: bool = True
+    scope: str = "gradient"  # what SparseOpt's per-neuron factor scales: the gradient (paper) or the update (ours)
     # optimisation
     optimizer: str = "sgd"
     lr: float = 0.1
@@ -110,6 +112,7 @@ class TrainConfig:
         choice("schedule", SCHEDULES)
         choice("distribution", DISTRIBUTIONS)
         choice("grow_from", ("raw", "corrected"))
+        choice("scope", SCOPES)
         choice("skew_every", ("update", "never"))
         choice("init", ("dense", "sparse"))
         choice("ddp_grad_dtype", ("fp32", "bf16"))

@@ -243,7 +243,7 @@ class Trainer:
                         **({"capturable": True, "foreach": True} if graphs else {}))
         if cfg.method == "dense":
             return inner
-        return SparseOpt(inner, self.masks, enabled=cfg.sparseopt, max_grad_norm=cfg.max_grad_norm)
+        return SparseOpt(inner, self.masks, enabled=cfg.sparseopt, max_grad_norm=cfg.max_grad_norm, scope=cfg.scope)
 
     # ----- control (thread-safe: widgets call these from other threads) -----------------------------------
     def request_stop(self) -> None:
