@@ -212,6 +212,24 @@ def kernel_report() -> dict[str, Any]:
     return out
 
 
+def fashion_mnist_report(root: str = "data") -> dict[str, Any]:
+    """Whether the real Fashion-MNIST (notebook 05, ``reproduce --dataset fashion_mnist``) is on this machine.
+
+    Only looks for the files (no read, no checksum: that happens when a run loads them). Optional: not part of
+    the report's ``ok``.
+    """
+    try:
+        from . import data
+
+        where = data._idx_folder("fashion_mnist", root)
+    except Exception as e:  # noqa: BLE001 - the report never raises
+        return {"ok": False, "detail": f"could not check ({type(e).__name__}: {e})"}
+    if where is None:
+        return {"ok": False, "detail": f"not found under {os.path.abspath(root)} nor in {data.DEBIAN_FASHION_MNIST}",
+                "fix": f"{data.FASHION_MNIST_APT} (or make setup as root), or --download with internet"}
+    return {"ok": True, "detail": f"found in {where}"}
+
+
 def environment_report() -> dict[str, Any]:
     """Everything ``sparseopt-edu doctor`` prints, as one JSON-serialisable dict."""
     overrides = overrides_report()
@@ -225,6 +243,7 @@ def environment_report() -> dict[str, Any]:
         "figurewidget": figure,
         "lab_overrides": overrides,
         "kernel": kernel,
+        "fashion_mnist": fashion_mnist_report(),
     }
     report["ok"] = bool(figure["ok"] and overrides["ok"] and kernel["ok"])
     return report
@@ -248,8 +267,11 @@ def format_report(report: dict[str, Any]) -> str:
         ("plotly FigureWidget", "figurewidget"),
         ("JupyterLab override", "lab_overrides"),
         ("kernel / server", "kernel"),
+        ("Fashion-MNIST", "fashion_mnist"),
     ):
-        item = report[key]
+        item = report.get(key)
+        if item is None:
+            continue
         lines.append(f"{title:<20}{'OK' if item['ok'] else 'PROBLEM'}: {item['detail']}")
         if key == "lab_overrides":
             lines.append(f"{'':<20}{item['path']}")
