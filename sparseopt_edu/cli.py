@@ -152,18 +152,27 @@ def _int_or_none(text: str):
         raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
 
 
-def _float_or_int(text: str):
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _integer(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
 def _float_or_none(text: str):
-    return None if text.strip().lower() in ("none", "") else float(text)
+    if text.strip().lower() in ("none", ""):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'none', got {text!r}") from None
 
 
 def _json_dict(text: str):
@@ -204,16 +213,16 @@ def _config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
             kw.update(type=lambda t: tuple(x for x in t.split(",") if x), metavar="NAME,...")
         elif f.name == "data_kwargs":
             kw.update(type=_json_dict, metavar="JSON")
-        elif f.name in ("steps", "n_train", "n_test"):
+        elif f.name in ("steps", "n_train", "n_test", "t_end_steps"):
             kw.update(type=_int_or_none, metavar="N")
-        elif f.name == "t_end":
-            kw.update(type=_float_or_int, metavar="FRACTION|STEPS")
+        elif f.name == "t_end":  # a fraction of training, always ("1" is 1.0); steps: --t-end-steps
+            kw.update(type=_number, metavar="FRACTION")
         elif f.name == "max_grad_norm":
             kw.update(type=_float_or_none, metavar="X")
         elif isinstance(default, int):
-            kw.update(type=int)
+            kw.update(type=_integer)
         elif isinstance(default, float):
-            kw.update(type=float)
+            kw.update(type=_number)
         else:
             kw.update(type=str)
         group.add_argument(flag, **kw)
@@ -407,7 +416,7 @@ def _run_grid(base, variants, args, out, title, echo=True):
 
         parallel = AUTO_PARALLEL_CUDA if can_overlap(base) else 1
     rows = grid.run(jobs, parallel=parallel, on_result=progress)
-    paths = grid.write_results(rows, out, title)
+    paths = grid.write_results(rows, out, title, config=base.to_dict())
     return rows, paths
 
 
@@ -526,9 +535,14 @@ def format_skew(rows) -> str:
 def _reproduce_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("table", choices=("table2",), help="which table (table2: ResNet-20 CIFAR-100 RigL)")
     parser.add_argument("--epochs", type=int, default=100, help="epochs per run (paper: 100/200/300/500)")
-    parser.add_argument("--dataset", choices=("cifar100", "shapes", "digits"), default="cifar100",
-                        help="cifar100 (the paper's) or an offline stand-in (default cifar100)")
-    parser.add_argument("--data-root", default="data", help="where cifar100 lives (default data)")
+    parser.add_argument("--dataset", choices=("cifar100", "fashion_mnist", "shapes", "digits"), default="cifar100",
+                        help="cifar100 (the paper's; needs a download), fashion_mnist (real, offline: "
+                             "apt-get install dataset-fashion-mnist), or a procedural stand-in (default cifar100)")
+    parser.add_argument("--variants", default="rigl,rigl+sparseopt", metavar="V,V,...",
+                        help="arms to run (default rigl,rigl+sparseopt); ablations: rigl+sparseopt:grow_from=corrected "
+                             "(RigL grows from the corrected gradient), rigl+sparseopt:scope=update (SparseOpt "
+                             "scales the whole update), set, set+sparseopt")
+    parser.add_argument("--data-root", default="data", help="where the dataset lives (default data)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--n-train", type=_int_or_none, default=None, help=argparse.SUPPRESS)  # tests, smoke
     parser.add_argument("--n-test", type=_int_or_none, default=None, help=argparse.SUPPRESS)
@@ -557,7 +571,7 @@ def format_table2(rows, epochs: int) -> str:
     summary = {(r["variant"], r["sparsity"]): r for r in grid.summarize(rows)}
     head = f"| sparsity | method | ours ({epochs} ep, top-1 %) | paper ({column} ep) |"
     lines = [head, "|---|---|---|---|"]
-    for sp in sorted({r["sparsity"] for r in rows}):
+    for sp in sorted({r["sparsity"] for r in rows if r["method"] == "rigl"}):
         for variant, label in (("rigl+sparseopt", "sparseopt"), ("rigl", "baseline")):
             s = summary.get((variant, sp))
             ours = "n/a" if s is None or s["test_acc_mean"] is None else \
@@ -575,6 +589,16 @@ def reproduce_cmd(args: argparse.Namespace) -> int:
     _check_grid(args)
     if args.epochs < 1:
         raise CliError(f"--epochs must be >= 1, got {args.epochs}")
+    from .train import grid
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    try:
+        for v in variants:
+            grid.parse_variant_options(v)
+    except ValueError as e:
+        raise CliError(f"--variants: {e}") from None
+    if not variants:
+        raise CliError("--variants must name at least one arm, e.g. rigl,rigl+sparseopt")
     if args.dataset == "cifar100":
         from .data import load_dataset
 
@@ -586,24 +610,47 @@ def reproduce_cmd(args: argparse.Namespace) -> int:
                 f"    sparseopt-edu train --dataset cifar100 --download --data-root {args.data_root} --epochs 1 "
                 "--n-train 128 --batch-size 128\n"
                 "or in Python: sparseopt_edu.data.load_dataset('cifar100', root="
-                f"{args.data_root!r}, download=True). Offline, run the same harness with --dataset shapes or digits."
+                f"{args.data_root!r}, download=True). Offline, run the same harness on real data with "
+                "--dataset fashion_mnist (apt-get install dataset-fashion-mnist)."
             ) from None
+    elif args.dataset == "fashion_mnist":
+        from .data import load_dataset
+
+        try:
+            load_dataset("fashion_mnist", root=args.data_root)
+        except FileNotFoundError as e:
+            raise CliError(str(e)) from None
     base = table2_config(args)
     out = args.out or os.path.join("runs", f"table2-{args.dataset}-{args.epochs}ep")
-    rows, paths = _run_grid(base, ["rigl", "rigl+sparseopt"], args, out, "Table 2 reproduction")
+    rows, paths = _run_grid(base, variants, args, out, "Table 2 reproduction")
     table = format_table2(rows, args.epochs)
-    note = ("" if args.dataset == "cifar100" else
-            f"\nNote: {args.dataset} is an offline stand-in; the paper's numbers are for CIFAR-100.\n")
+    note = {"cifar100": "",
+            "fashion_mnist": f"\nNote: real Fashion-MNIST (1 x 28 x 28, 10 classes), not the paper's CIFAR-100; "
+                             "compare the differences between arms, not the accuracies.\n"}.get(
+        args.dataset, f"\nNote: {args.dataset} is an offline stand-in; the paper's numbers are for CIFAR-100.\n")
+    comparisons = "\n".join(format_comparison(c) for c in grid.paired_comparisons(rows))
     print()
     print(table + note)
+    print("Paired by seed (treatment - baseline, 95% t interval):\n" + comparisons)
     from . import report
 
     with open(paths["md"], "a") as fh:
         fh.write("\n## Beside the paper (docs/method.md section 3)\n\n" + table + note)
+        fh.write("\n## Paired by seed\n\n```\n" + comparisons + "\n```\n")
     html = _write_compare_report(rows, out, f"Table 2 reproduction ({args.dataset}, {args.epochs} epochs)",
-                                 [report.markdown_to_html_table(table)])
-    print(f"wrote {paths['csv']}, {paths['md']}, {html}")
+                                 [report.markdown_to_html_table(table), f"<pre>{comparisons}</pre>"])
+    print(f"wrote {paths['csv']}, {paths['md']}, {paths['json']}, {html}")
     return 0
+
+
+def format_comparison(c: dict) -> str:
+    from .convergence import format_comparison as fmt
+
+    t, b = c["treatment"], c["baseline"]
+    changed = {k: v for k, v in t.items() if b.get(k) != v and k != "sparsity"}
+    label = f"{t['method']} at {t['sparsity']:.0%}: " + ", ".join(f"{k}={v}" for k, v in changed.items()) + \
+        " vs " + ", ".join(f"{k}={b[k]}" for k in changed)
+    return fmt(c, label)
 
 
 # --------------------------------------------------------------------------------------------------- demo

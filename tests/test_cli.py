@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 import torch
@@ -86,7 +87,7 @@ def test_missing_cifar_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and "--download" in err and "cifar100 not found" in err
     code, _out, err = run(capsys, "reproduce", "table2", "--data-root", tmp_path)
     assert code == 2
-    assert "sparseopt-edu train --dataset cifar100 --download" in err and "--dataset shapes or digits" in err
+    assert "sparseopt-edu train --dataset cifar100 --download" in err and "--dataset fashion_mnist" in err
 
 
 def test_skew_json_prints_only_rows(capsys):
@@ -121,6 +122,27 @@ def test_compare_writes_table_and_report(tmp_path, capsys):
     assert "| rigl+sparseopt | 90% | 1 |" in md
     html = (tmp_path / "report.html").read_text()
     assert "<script" in html and "rigl+sparseopt" in html and "https://cdn" not in html.split("<body>")[0]
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+                    reason="Debian's dataset-fashion-mnist is not installed (make setup installs it as root)")
+def test_reproduce_table2_on_real_fashion_mnist_writes_one_json(tmp_path, capsys):
+    code, out, err = run(capsys, "reproduce", "table2", "--dataset", "fashion_mnist", "--epochs", "2", "--seeds", "2",
+                         "--sparsities", "0.9", "--n-train", "256", "--n-test", "128", "--batch-size", "64",
+                         "--delta-t", "2", "--device", "cpu", "--threads", "1", "--out", tmp_path,
+                         "--variants", "rigl,rigl+sparseopt,rigl+sparseopt:scope=update")
+    assert code == 0, err
+    assert "real Fashion-MNIST" in out and "Paired by seed" in out
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert len(doc["rows"]) == 6 and doc["config"]["dataset"] == "fashion_mnist"
+    fields = {"variant", "method", "sparseopt", "sparsity", "seed", "grow_from", "scope", "epochs", "test_acc",
+              "best_test_acc", "curves", "itop", "device"}
+    for r in doc["rows"]:
+        assert fields <= set(r) and len(r["curves"]["test_acc"]) == 2 == len(r["curves"]["train_loss"])
+        assert r["device"] == "cpu" and 0 < r["itop"] <= 1
+    assert {r["scope"] for r in doc["rows"]} == {"gradient", "update"}
+    assert sorted(c["kind"] for c in doc["comparisons"]) == ["scope_vs_baseline", "scope_vs_gradient", "sparseopt"]
+    assert all(c["metrics"]["test_acc"]["n"] == 2 for c in doc["comparisons"])
 
 
 def test_reproduce_table2_on_digits(tmp_path, capsys):

@@ -15,6 +15,7 @@ logging step, and the run stops with reason "nan" keeping its last checkpoint.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import random
@@ -35,7 +36,32 @@ from . import checkpoint as ckpt
 from . import distributed
 from .config import TrainConfig
 from .events import Event, History
-from .runs import CHECKPOINT, CONFIG, write_records
+from .runs import CHECKPOINT, CONFIG, RunLock, RunWriteError, check_writable, clean_temp, write_records
+
+#: config fields that say where and how a run executes, not what it computes: a resume may change them
+HOW_FIELDS = ("run_dir", "resume", "progress", "device", "data_root", "download", "amp", "channels_last",
+              "compile", "cuda_graphs", "checkpoint_every_epochs")
+#: the run's length: a resume may change it while the new end is not behind the checkpoint (recorded in
+#: ``history.meta["length_changes"]``)
+LENGTH_FIELDS = ("epochs", "steps")
+#: what load_checkpoint reads
+CHECKPOINT_KEYS = ("version", "config", "model", "masks", "optimizer", "lr_schedule", "dst", "train_loader", "loop",
+                   "history", "rng")
+
+
+def config_differences(saved: dict, config: TrainConfig, skip=HOW_FIELDS + LENGTH_FIELDS) -> list[str]:
+    """The fields that define a run (all but ``skip``) whose values differ between ``saved`` (a config dict, as
+    in config.json or a checkpoint) and ``config``, as "name (saved vs new)" strings. JSON spelling decides
+    equality, so 1 (steps) and 1.0 (a fraction) differ."""
+    defaults = {f: v.default for f, v in TrainConfig.__dataclass_fields__.items()}
+    out = []
+    for key, value in config.to_dict().items():
+        if key in skip:
+            continue
+        old = saved.get(key, defaults.get(key))
+        if json.dumps(old, sort_keys=True, default=str) != json.dumps(value, sort_keys=True, default=str):
+            out.append(f"{key} ({old!r} in the run, {value!r} here)")
+    return out
 
 
 class LRSchedule:
@@ -110,6 +136,9 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
         self.is_main = self.dist is None or self.dist.is_main
+        self._run_lock = None
+        if cfg.run_dir and self.is_main:  # before any work: a read-only folder fails now, not after training
+            check_writable(cfg.run_dir)
         self.callbacks = list(callbacks) if self.is_main else []  # events, logs and records on rank 0 only
         cuda = self.device.type == "cuda"
         conv = cfg.model != "mlp"
@@ -176,7 +205,7 @@ class Trainer:
         self.dst = None
         if cfg.method != "dense":
             kwargs = {"delta_t": cfg.delta_t, "alpha": cfg.alpha, "t_end": cfg.t_end, "total_steps": self.total_steps,
-                          "seed": cfg.seed}
+                      "t_end_steps": cfg.t_end_steps, "seed": cfg.seed}
             if cfg.method in ("rigl", "srigl"):
                 kwargs["grow_from"] = cfg.grow_from
             self.dst = METHODS[cfg.method](self.masks, self.optimizer, **kwargs)
@@ -199,10 +228,35 @@ class Trainer:
 
             self._graph = GraphStep(self)
         self.resumed_from: str | None = None
+        self._lock_run()
         if cfg.resume:
             path = os.path.join(cfg.run_dir, CHECKPOINT)
             if os.path.isfile(path):
-                self.load_checkpoint(path)
+                try:
+                    self.load_checkpoint(path)
+                except BaseException:
+                    self.release()
+                    raise
+
+    # ----- the run folder ---------------------------------------------------------------------------------
+    def _lock_run(self) -> None:
+        """Hold the run folder's lock (rank 0): two runs never write one folder; drop a killed writer's temp files."""
+        if self.config.run_dir and self.is_main and self._run_lock is None:
+            self._run_lock = RunLock(self.config.run_dir).acquire()
+            clean_temp(self.config.run_dir)
+
+    def release(self) -> None:
+        """Release the run folder (done at the end of ``run()``; ``run()`` takes it again)."""
+        lock, self._run_lock = self._run_lock, None
+        if lock is not None:
+            lock.release()
+
+    def _write_progress(self) -> None:
+        """config.json and the history so far (reason "running"): a run killed later can be resumed and read."""
+        if self.config.run_dir and self.is_main:
+            history = History.from_dict(self.history.to_dict())
+            history.reason = "running"
+            write_records(self.config.run_dir, self.config, history)
 
     # ----- construction helpers ---------------------------------------------------------------------------
     def _load_data(self):
@@ -467,6 +521,7 @@ class Trainer:
         self._emit("epoch", row)
         if self.config.run_dir and self.epoch % self.config.checkpoint_every_epochs == 0:
             self.save_checkpoint()
+        self._write_progress()
         return True
 
     # ----- the loop ---------------------------------------------------------------------------------------
@@ -490,10 +545,13 @@ class Trainer:
                              "sparsity": self.masks.sparsity() if self.masks is not None else 0.0,
                              "features": dict(self.features), "total_steps": self.total_steps,
                              "resumed_at_step": self.step if self.resumed_from else None})
+        self._lock_run()
         bar = self._progress_bar()
         reason = None
+        write_error = None
         t_start = time.perf_counter()
         try:
+            self._write_progress()  # config.json now: a run killed before its end can still be resumed
             if self._stop.is_set():
                 reason = "stopped"
             while reason is None and self.step < self.total_steps:
@@ -534,6 +592,8 @@ class Trainer:
                 self.save_checkpoint()
         except KeyboardInterrupt:
             reason = "interrupted"  # state may be mid-step: keep the last checkpoint as it is
+        except RunWriteError as e:  # e.g. a full disk: the previous checkpoint is kept; stop and say so
+            reason, write_error = "write_error", e
         finally:
             if bar is not None:
                 bar.close()
@@ -541,11 +601,22 @@ class Trainer:
         self.history.reason = reason
         self.history.meta["wall_s"] = self.history.meta.get("wall_s", 0.0) + time.perf_counter() - t_start
         self.history.meta["device"] = str(self.device)
+        self.history.meta["device_name"] = (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
+                                            else "cpu")
         self.history.meta["features"] = dict(self.features)
-        if cfg.run_dir and self.is_main:
-            write_records(cfg.run_dir, cfg, self.history)
+        try:
+            if cfg.run_dir and self.is_main:
+                write_records(cfg.run_dir, cfg, self.history)
+        except RunWriteError as e:
+            write_error = write_error or e
+        finally:
+            self.release()
         self._stop.clear()
         self._emit("end", {"reason": reason, "history": self.history})
+        if write_error is not None:
+            raise RunWriteError(write_error.path, f"{write_error.why}. The run stopped at step {self.step}; the files "
+                                "already written are kept (checkpoint.pt of the last saved epoch): make room, then "
+                                "resume it", write_error.errno) from write_error
 
     def _progress_bar(self):
         show = self.config.progress
@@ -580,20 +651,49 @@ class Trainer:
     def save_checkpoint(self, path=None) -> str:
         path = path or os.path.join(self.config.run_dir, CHECKPOINT)
         if self.is_main:  # ranks hold identical weights, masks and optimizer state
-            ckpt.atomic_save(self.state_dict(), path)
+            ckpt.save(self.state_dict(), path)
         return path
 
     def load_checkpoint(self, path) -> None:
+        """Continue from a checkpoint written by this configuration's run (refused, naming the fields, if not)."""
         state = ckpt.load(path)
+        missing = [k for k in CHECKPOINT_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"checkpoint {path} lacks {', '.join(map(repr, missing))}: it was not written by "
+                             "Trainer.save_checkpoint (or was edited). It was left untouched; start a new run "
+                             "under another --name.")
+        saved = state["config"] if isinstance(state["config"], dict) else {}
+        diffs = config_differences(saved, self.config)
+        if diffs:
+            raise ValueError(f"checkpoint {path} belongs to another run: {'; '.join(diffs)}. Resume it with its "
+                             "own settings (sparseopt-edu train --name NAME --resume, no other flags), or start a "
+                             "new run under another --name.")
+        loop = state["loop"]
+        step = loop.get("step") if isinstance(loop, dict) else None
+        if isinstance(step, int) and step > self.total_steps:
+            raise ValueError(f"checkpoint {path} is at step {step} (epoch {loop.get('epoch')}), beyond this "
+                             f"config's end at step {self.total_steps} (epochs={self.config.epochs}, "
+                             f"steps={self.config.steps}): a run cannot be shortened. Resume without --epochs/--steps, "
+                             "or with a larger value to extend it.")
         try:
-            if self.masks is not None:
-                self.masks.load_state_dict(state["masks"])
-            self.model.load_state_dict(state["model"])
-        except (RuntimeError, ValueError, TypeError, KeyError) as e:
+            self._load_state(state)
+        except (RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
             raise ValueError(
-                f"checkpoint {path} does not fit this run's model ({e}); was it written for another "
-                "configuration? Resume with the run's own config.json (sparseopt-edu train --name ... --resume)."
+                f"checkpoint {path} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else e!r}); "
+                "was it written for another configuration? Resume with the run's own config.json "
+                "(sparseopt-edu train --name NAME --resume)."
             ) from e
+        length = {k: saved.get(k) for k in LENGTH_FIELDS}
+        now = {k: getattr(self.config, k) for k in LENGTH_FIELDS}
+        if length != now:  # an extended (or re-planned) run says so in its record
+            self.history.meta.setdefault("length_changes", []).append(
+                {"at_step": self.step, "at_epoch": self.epoch, "from": length, "to": now})
+        self.resumed_from = os.fspath(path)
+
+    def _load_state(self, state: dict) -> None:
+        if self.masks is not None:
+            self.masks.load_state_dict(state["masks"])
+        self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # CUDA graphs read the LR from a device tensor, eager a float
             lr = float(group["lr"])
@@ -614,17 +714,39 @@ class Trainer:
         self.history = History.from_dict(state["history"])
         self.history.config = self.config.to_dict()
         ckpt.set_rng_state(state["rng"])
-        self.resumed_from = os.fspath(path)
 
     @classmethod
     def resume(cls, run_dir, callbacks=(), **overrides) -> Trainer:
-        """A Trainer that continues the run in ``run_dir`` (its config.json and checkpoint.pt)."""
-        path = os.path.join(run_dir, CONFIG)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no {CONFIG} in {run_dir}: is it a run folder written with run_dir=...?")
-        cfg = TrainConfig.from_json(path).replace(run_dir=os.fspath(run_dir), resume=False, **overrides)
+        """A Trainer that continues the run in ``run_dir`` (its config.json and checkpoint.pt).
+
+        ``overrides`` may change how it runs (``HOW_FIELDS``: device, progress, ...) and its length (``epochs``,
+        ``steps``: extend it, recorded in ``history.meta["length_changes"]``); any other field that differs from
+        the run's config is refused. Without config.json (a run killed by an older version) the checkpoint's
+        config is used; without a checkpoint (killed before its first one) the run starts again from step 0
+        (``resumed_from`` stays None).
+        """
+        run_dir = os.fspath(run_dir)
+        path, ckpt_path = os.path.join(run_dir, CONFIG), os.path.join(run_dir, CHECKPOINT)
+        if os.path.isfile(path):
+            saved = TrainConfig.from_json(path)
+        elif os.path.isfile(ckpt_path):
+            saved = TrainConfig.from_dict(ckpt.load(ckpt_path)["config"])
+        else:
+            raise FileNotFoundError(f"nothing to resume in {run_dir}: no {CONFIG} and no {CHECKPOINT} (start the run "
+                                    "without --resume)")
+        cfg = saved.replace(**{**overrides, "run_dir": run_dir, "resume": False})
+        diffs = config_differences(saved.to_dict(), cfg)
+        if diffs:
+            raise ValueError(f"resume continues {run_dir} as its {CONFIG} says; these settings differ from it: "
+                             f"{'; '.join(diffs)}. Drop them (and --config) to resume, or start a new run under "
+                             "another --name.")
         trainer = cls(cfg, callbacks)
-        trainer.load_checkpoint(os.path.join(run_dir, CHECKPOINT))
+        if os.path.isfile(ckpt_path):
+            try:
+                trainer.load_checkpoint(ckpt_path)
+            except BaseException:
+                trainer.release()
+                raise
         trainer.config = cfg.replace(resume=True)
         return trainer
 

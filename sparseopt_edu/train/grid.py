@@ -2,12 +2,15 @@
 
 Used by ``sparseopt-edu compare``, ``reproduce table2`` and ``demo``. A *variant* is a method name with an
 optional ``+sparseopt`` suffix: "dense", "rigl" (the masked baseline, SparseOpt(enabled=False)),
-"rigl+sparseopt", "set", "srigl+sparseopt", ... so two variants of one method differ in one switch.
+"rigl+sparseopt", "set", "srigl+sparseopt", ... so two variants of one method differ in one switch. Options
+after a colon set the ablations' fields: "rigl+sparseopt:grow_from=corrected" (the paper's ITOP ablation),
+"rigl+sparseopt:scope=update" (our per-neuron learning rate, see SparseOpt).
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -18,16 +21,37 @@ from .engine import train
 from .runs import atomic_write_text
 
 DEFAULT_VARIANTS = ("dense", "rigl", "rigl+sparseopt")
-RESULT_KEYS = ("variant", "method", "sparseopt", "sparsity", "seed", "epochs", "final_train_loss",
-               "final_test_acc", "best_test_acc", "time_s", "reason", "run_dir")
+RESULT_KEYS = ("variant", "method", "sparseopt", "sparsity", "seed", "grow_from", "scope", "epochs",
+               "final_train_loss", "final_test_acc", "best_test_acc", "itop", "time_s", "reason", "device", "run_dir")
+#: config fields a variant may set after a colon, and their allowed values
+VARIANT_OPTIONS = {"grow_from": ("raw", "corrected"), "scope": ("gradient", "update")}
 
 
 def parse_variant(variant: str) -> tuple[str, bool]:
-    method, _, suffix = variant.partition("+")
+    """(method, sparseopt) of a variant such as "rigl+sparseopt" or "rigl+sparseopt:scope=update"."""
+    method, sparseopt, _ = parse_variant_options(variant)
+    return method, sparseopt
+
+
+def parse_variant_options(variant: str) -> tuple[str, bool, dict]:
+    """(method, sparseopt, {field: value}) of a variant; options come after ':' as key=value, comma-separated."""
+    name, _, opts = variant.partition(":")
+    method, _, suffix = name.partition("+")
     if method not in METHODS or suffix not in ("", "sparseopt") or (method == "dense" and suffix):
         raise ValueError(f"unknown variant {variant!r}: use a method ({', '.join(METHODS)}), optionally with "
                          "'+sparseopt' (e.g. rigl+sparseopt; dense has no SparseOpt variant)")
-    return method, suffix == "sparseopt"
+    options = {}
+    for item in [o for o in opts.split(",") if o]:
+        key, _, value = item.partition("=")
+        if key not in VARIANT_OPTIONS or value not in VARIANT_OPTIONS[key]:
+            allowed = "; ".join(f"{k}={'|'.join(v)}" for k, v in VARIANT_OPTIONS.items())
+            raise ValueError(f"unknown variant option {item!r} in {variant!r}: use {allowed}")
+        options[key] = value
+    if "scope" in options and not suffix:
+        raise ValueError(f"variant {variant!r}: scope only applies with SparseOpt (write {method}+sparseopt:...)")
+    if "grow_from" in options and method not in ("rigl", "srigl"):
+        raise ValueError(f"variant {variant!r}: grow_from applies to rigl and srigl only")
+    return method, suffix == "sparseopt", options
 
 
 @dataclass
@@ -40,21 +64,22 @@ class Job:
     @property
     def name(self) -> str:
         sp = "dense" if self.variant == "dense" else f"s{round(self.sparsity * 100):02d}"
-        return f"{self.variant.replace('+', '_')}-{sp}-seed{self.seed}"
+        label = self.variant.replace("+", "_").replace(":", "-").replace("=", "-").replace(",", "-")
+        return f"{label}-{sp}-seed{self.seed}"
 
 
 def plan(base: TrainConfig, variants, sparsities, seeds, out_dir: str | None = None) -> list[Job]:
     """One job per (variant, sparsity, seed); dense runs once per seed (sparsity does not apply)."""
     jobs = []
     for variant in variants:
-        method, sparseopt = parse_variant(variant)
+        method, sparseopt, options = parse_variant_options(variant)
         for sparsity in ([0.0] if method == "dense" else sparsities):
             for seed in seeds:
                 job = Job(variant, float(sparsity), int(seed), None)
                 run_dir = os.path.join(out_dir, "runs", job.name) if out_dir else None
                 job.config = base.replace(method=method, sparseopt=sparseopt,
                                           sparsity=float(sparsity) if method != "dense" else base.sparsity,
-                                          seed=int(seed), run_dir=run_dir)
+                                          seed=int(seed), run_dir=run_dir, **options)
                 jobs.append(job)
     return jobs
 
@@ -98,14 +123,24 @@ def run(jobs: list[Job], parallel: int = 1, on_result=None, callbacks=()) -> lis
 
 
 def result_row(job: Job, history: dict) -> dict:
+    """One run's row: its settings, final/best numbers, final ITOP, the per-epoch curves, and the History."""
     acc = [a for a in history["test_acc"] if a is not None]
     loss = [v for v in history["train_loss"] if v is not None]
+    topology = history.get("topology") or []
+    meta = history.get("meta") or {}
+    cfg = job.config
     return {
-        "variant": job.variant, "method": job.config.method, "sparseopt": job.config.sparseopt,
-        "sparsity": job.sparsity, "seed": job.seed, "epochs": len(history["epoch"]),
+        "variant": job.variant, "method": cfg.method, "sparseopt": cfg.sparseopt,
+        "sparsity": job.sparsity, "seed": job.seed, "grow_from": cfg.grow_from, "scope": cfg.scope,
+        "epochs": len(history["epoch"]),
         "final_train_loss": loss[-1] if loss else None, "final_test_acc": acc[-1] if acc else None,
-        "best_test_acc": max(acc) if acc else None, "time_s": sum(t or 0.0 for t in history["time_s"]),
-        "reason": history["reason"], "run_dir": job.config.run_dir, "history": history,
+        "test_acc": acc[-1] if acc else None,
+        "best_test_acc": max(acc) if acc else None, "itop": topology[-1]["itop"] if topology else None,
+        "time_s": sum(t or 0.0 for t in history["time_s"]),
+        "reason": history["reason"], "device": meta.get("device_name") or meta.get("device"),
+        "run_dir": cfg.run_dir,
+        "curves": {"train_loss": list(history["train_loss"]), "test_acc": list(history["test_acc"])},
+        "history": history,
     }
 
 
@@ -133,6 +168,17 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _finite(obj):
+    """The same structure with NaN/inf replaced by None (JSON has no NaN; a diverged run has them)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _pm(m, s, scale=1.0, digits=2):
     if m is None:
         return "n/a"
@@ -149,15 +195,57 @@ def markdown_table(summary: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(rows: list[dict], out_dir: str, title: str = "Results") -> dict:
-    """results.csv (one row per run) and results.md (mean ± std over seeds); returns their paths."""
+def paired_comparisons(rows: list[dict]) -> list[dict]:
+    """Every paired comparison a results table allows, SparseOpt (or an ablation) against its baseline, per
+    sparsity: X+sparseopt vs X; grow_from=corrected vs raw (both with SparseOpt); scope=update vs the baseline X
+    and vs scope=gradient. Rows must come from ``result_row``."""
+    from ..convergence import compare_arms
+
+    def key(r):
+        return (r["method"], r["sparseopt"], r["grow_from"], r["scope"])
+
+    present = {(r["sparsity"], *key(r)) for r in rows if r["method"] != "dense"}
+    pairs = []
+    for sparsity, method, sparseopt, grow, scope in sorted(present):
+        arm = {"sparsity": sparsity, "method": method, "sparseopt": sparseopt, "grow_from": grow, "scope": scope}
+        base = {"sparsity": sparsity, "method": method, "sparseopt": False, "grow_from": "raw", "scope": "gradient"}
+        plain = {**arm, "grow_from": "raw", "scope": "gradient"}
+        if sparseopt and grow == "raw" and scope == "gradient":
+            pairs.append(("sparseopt", arm, base))
+        if grow == "corrected":
+            pairs.append(("grow_from", arm, {**arm, "grow_from": "raw"}))
+        if sparseopt and scope == "update":
+            pairs.append(("scope_vs_baseline", arm, base))
+            pairs.append(("scope_vs_gradient", arm, plain))
+    out = []
+    for kind, treatment, baseline in pairs:
+        if (treatment["sparsity"], *key(baseline)) not in present:
+            continue
+        c = compare_arms(rows, treatment, baseline)
+        c["kind"] = kind
+        out.append(c)
+    return out
+
+
+def json_rows(rows: list[dict]) -> list[dict]:
+    """The rows as written to results.json: every field but the in-memory History."""
+    return [{k: v for k, v in r.items() if k != "history"} for r in rows]
+
+
+def write_results(rows: list[dict], out_dir: str, title: str = "Results", config: dict | None = None) -> dict:
+    """results.csv (one row per run), results.md (mean ± std over seeds) and results.json (the rows with their
+    curves, the summary and the paired comparisons); returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(RESULT_KEYS), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for r in rows:
         writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in RESULT_KEYS})
-    paths = {"csv": os.path.join(out_dir, "results.csv"), "md": os.path.join(out_dir, "results.md")}
+    paths = {"csv": os.path.join(out_dir, "results.csv"), "md": os.path.join(out_dir, "results.md"),
+             "json": os.path.join(out_dir, "results.json")}
     atomic_write_text(paths["csv"], buf.getvalue())
+    document = {"title": title, "config": config, "rows": json_rows(rows), "summary": summarize(rows),
+                "comparisons": paired_comparisons(rows)}
+    atomic_write_text(paths["json"], json.dumps(_finite(document), indent=1, allow_nan=False) + "\n")
     atomic_write_text(paths["md"], f"# {title}\n\n" + markdown_table(summarize(rows)))
     return paths
