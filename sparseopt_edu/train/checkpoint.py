@@ -4,11 +4,16 @@ Contents: model (weights, BN statistics and the ``weight_mask`` buffers), masks,
 and SparseOpt's switch), LR schedule position, DST state (step counter, update log, ITOP union, SRigL's active
 neurons), the train loader (epoch, position, generator), the loop's accumulators, and the RNG states of torch
 (CPU and CUDA), Python ``random`` and numpy. On CPU a resumed run is bitwise identical to the uninterrupted one.
+
+Each checkpoint carries a sha256 over its contents (every tensor's dtype, shape and bytes, every other value's
+repr), checked on load: a damaged file gives a clear error and is left untouched.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import warnings
 
 import numpy as np
 import torch
@@ -36,6 +41,40 @@ def atomic_save(obj, path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def _feed(h, obj) -> None:
+    """Hash ``obj`` as it round-trips through torch.save: tensors by dtype, shape and bytes, containers in order."""
+    if torch.is_tensor(obj):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{tuple(obj.shape)};".encode())
+        h.update(memoryview(t.view(torch.uint8).numpy()))
+    elif isinstance(obj, np.ndarray):
+        h.update(f"A{obj.dtype}{obj.shape};".encode())
+        h.update(memoryview(np.ascontiguousarray(obj).reshape(-1).view(np.uint8)))
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)};".encode())
+        for k, v in obj.items():
+            _feed(h, k)
+            _feed(h, v)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{'L' if isinstance(obj, list) else 'U'}{len(obj)};".encode())
+        for v in obj:
+            _feed(h, v)
+    else:
+        h.update(f"S{type(obj).__name__}:{obj!r};".encode())
+
+
+def checksum(state: dict) -> str:
+    """sha256 of a checkpoint's contents (without its ``checksum`` entry)."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in state.items() if k != "checksum"})
+    return h.hexdigest()
+
+
+def save(state: dict, path) -> None:
+    """Write a checkpoint atomically, with its checksum."""
+    atomic_save({**state, "checksum": {"sha256": checksum(state)}}, path)
+
+
 def load(path, map_location="cpu") -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}: train with run_dir=... first (resume needs checkpoint.pt)")
@@ -49,4 +88,14 @@ def load(path, map_location="cpu") -> dict:
         ) from e
     if not isinstance(state, dict) or "model" not in state or "version" not in state:
         raise ValueError(f"{path} is not a sparseopt-edu checkpoint (no 'model'/'version' entries)")
+    stored = state.pop("checksum", None)
+    if stored is None:
+        warnings.warn(f"checkpoint {path} has no checksum (written by an older sparseopt-edu): it is loaded "
+                      "unverified", stacklevel=2)
+    else:
+        actual = checksum(state) if isinstance(stored, dict) else None
+        if not isinstance(stored, dict) or stored.get("sha256") != actual:
+            raise ValueError(
+                f"checkpoint {path} is damaged: its contents do not match the sha256 stored with it. It was left "
+                "untouched; resume from a copy, or start a new run under another --name.")
     return state

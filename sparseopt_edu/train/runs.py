@@ -1,8 +1,25 @@
-"""Run folders ``runs/<name>/``: config.json, history.json, history.csv, checkpoint.pt, all written atomically."""
+"""Run folders ``runs/<name>/``: config.json, history.json, history.csv, checkpoint.pt, all written atomically.
+
+A run writes config.json when it starts and its history after every epoch, so a run killed at any point (SIGKILL,
+the OOM killer, a full disk) can be resumed. While a process uses a folder it holds ``<run>/.lock`` (``flock``:
+the kernel drops it when the process dies, so a lock is never stale). A write that fails names the file and why
+and leaves the previous file as it was.
+"""
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
 import os
+import shutil
+import socket
 import tempfile
+import unicodedata
+
+try:
+    import fcntl
+except ImportError:  # Windows: a lock file whose pid is dead is taken over instead
+    fcntl = None
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -16,25 +33,72 @@ CONFIG = "config.json"
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
 CHECKPOINT = "checkpoint.pt"
+LOCK = ".lock"
+TMP_PREFIX = ".tmp-"
+RECORDS = (CONFIG, HISTORY_JSON, HISTORY_CSV, CHECKPOINT)
+MAX_NAME = 100
+
+
+# ----- errors ---------------------------------------------------------------------------------------------
+class RunWriteError(OSError):
+    """A file of a run could not be written; the message names it and why. The previous file is left as it was."""
+
+    def __init__(self, path, why: str, code: int | None = None):
+        super().__init__(code or 0, why)
+        self.path, self.why = os.fspath(path), why
+
+    def __str__(self) -> str:
+        return f"could not write {self.path}: {self.why}"
+
+
+class RunInUseError(RuntimeError):
+    """Another live process holds the run folder's lock."""
+
+
+def _why(e: BaseException, folder: str) -> tuple[str, int | None]:
+    """A short reason for a failed write: disk full, permission, read-only, ... (and the errno)."""
+    code = getattr(e, "errno", None)
+    reasons = {errno.ENOSPC: "the disk is full (no space left on device)", errno.EDQUOT: "the disk quota is exceeded",
+               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+               errno.EROFS: "the file system is read-only", errno.ENOTDIR: "a part of the path is a file, not a folder",
+               errno.EISDIR: "the path is a folder"}
+    if code in reasons:
+        return reasons[code], code
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < 16 * 2**20:  # torch.save on a full disk: "enforce fail at inline_container.cc"
+        return f"the disk is probably full ({free / 2**20:.1f} MiB free; {type(e).__name__}: {first})", errno.ENOSPC
+    return f"{type(e).__name__}: {first}", code
 
 
 def atomic_write(path, write) -> None:
     """Call ``write(tmp_path)`` on a temporary file in the same folder, then ``os.replace`` it onto ``path``.
 
-    Readers never see half a file, and a crash while writing leaves the previous file as it was.
+    Readers never see half a file, and a crash while writing leaves the previous file as it was. An OS error
+    (or torch.save's RuntimeError on a full disk) becomes a :class:`RunWriteError` naming the file and why.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=os.path.basename(path))
+    except OSError as e:
+        raise RunWriteError(path, *_why(e, folder)) from e
     os.close(fd)
     try:
         write(tmp)
         _public(tmp)
+        with open(tmp, "rb+") as fh:  # on disk before the rename: a power cut leaves the old file or the new one
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, RunWriteError):
+            raise RunWriteError(path, *_why(e, folder)) from e
         raise
 
 
@@ -52,3 +116,162 @@ def write_records(run_dir, config, history) -> None:
     config.to_json(os.path.join(run_dir, CONFIG))
     history.to_json(os.path.join(run_dir, HISTORY_JSON))
     history.to_csv(os.path.join(run_dir, HISTORY_CSV))
+
+
+# ----- checks before any work -----------------------------------------------------------------------------
+def check_name(name: str) -> str:
+    """A run name is one plain folder name: refuse paths, ``.``/``..``, control characters, over 100 characters."""
+    problem = None
+    if not isinstance(name, str) or not name.strip():
+        problem = "is empty"
+    elif name in (".", ".."):
+        problem = "is a special folder name"
+    elif any(sep in name for sep in ("/", "\\", os.sep, os.altsep or "/")):
+        problem = "contains a path separator (a name is one folder under --runs)"
+    elif any(unicodedata.category(c).startswith("C") for c in name):
+        problem = "contains a control character (newline, tab, ...)"
+    elif len(name) > MAX_NAME:
+        problem = f"is {len(name)} characters long (at most {MAX_NAME})"
+    elif name != name.strip():
+        problem = "starts or ends with a space"
+    if problem:
+        shown = repr(name) if len(str(name)) <= 60 else repr(name[:40]) + "..."
+        raise ValueError(f"run name {shown} {problem}: use a plain folder name such as rigl-s90 (letters, "
+                         f"digits, '-', '_', '.'; at most {MAX_NAME} characters); the parent folder is --runs")
+    return name
+
+
+def check_writable(folder) -> None:
+    """Create ``folder`` and a file in it (then remove it): fail before training, not after, naming the fix."""
+    folder = os.fspath(folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX + "check-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        why, code = _why(e, folder if os.path.isdir(folder) else os.path.dirname(os.path.abspath(folder)))
+        raise RunWriteError(folder, f"{why}; choose a writable folder (--runs / --out) or fix its permissions",
+                            code) from e
+
+
+def clean_temp(run_dir) -> list[str]:
+    """Remove the ``.tmp-*`` files a killed writer left in ``run_dir`` (call it holding the folder's lock)."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(run_dir):
+            if entry.name.startswith(TMP_PREFIX) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+    return removed
+
+
+def existing_run(run_dir) -> dict | None:
+    """What a folder holds of a run: None when it holds none of its records, else the history's reason (None if
+    unreadable), the epochs done and planned."""
+    if not any(os.path.isfile(os.path.join(run_dir, f)) for f in RECORDS):
+        return None
+    info = {"reason": None, "epochs_done": None, "epochs": None}
+    with contextlib.suppress(OSError, ValueError):
+        with open(os.path.join(run_dir, HISTORY_JSON)) as fh:
+            h = json.load(fh)
+        info.update(reason=h.get("reason"), epochs_done=len(h.get("epoch", [])))
+    with contextlib.suppress(OSError, ValueError):
+        with open(os.path.join(run_dir, CONFIG)) as fh:
+            info["epochs"] = json.load(fh).get("epochs")
+    return info
+
+
+def clear_run(run_dir) -> None:
+    """Remove a run's records (``--overwrite``); refuses while another process uses the folder."""
+    with RunLock(run_dir):
+        for f in RECORDS:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(run_dir, f))
+        clean_temp(run_dir)
+
+
+# ----- the folder lock ------------------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+class RunLock:
+    """An exclusive lock on a run folder: ``flock`` on ``<run>/.lock``, which holds the owner's pid and host.
+
+    Two processes (or two Trainers of one process) cannot use one folder at once. The kernel releases a flock
+    when its process dies, SIGKILL included, so a dead owner never blocks a resume. Where flock is unavailable
+    the pid written in the file decides: a lock whose process is gone is stale and is taken over.
+    """
+
+    def __init__(self, run_dir):
+        self.run_dir = os.fspath(run_dir)
+        self.path = os.path.join(self.run_dir, LOCK)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def _owner(self) -> str:
+        with contextlib.suppress(OSError):
+            with open(self.path) as fh:
+                return fh.read().strip()
+        return ""
+
+    def _refuse(self, owner: str):
+        who = f"process {owner.split()[0]}" + (f" on {owner.split()[1]}" if len(owner.split()) > 1 else "") \
+            if owner else "another process"
+        return RunInUseError(f"run folder {self.run_dir} is in use by {who}: wait for that run to end (or stop "
+                             "it), or use another --name")
+
+    def acquire(self) -> RunLock:
+        if self._fd is not None:
+            return self
+        os.makedirs(self.run_dir, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise self._refuse(self._owner()) from None
+            else:
+                owner = self._owner().split()
+                if owner and owner[0].isdigit() and int(owner[0]) != os.getpid() and _alive(int(owner[0])):
+                    raise self._refuse(" ".join(owner))
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        # the file stays: removing it would let a waiter lock a deleted inode while a newcomer locks a new one
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def __del__(self):
+        self.release()
