@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -61,13 +62,25 @@ def command(name: str, *, help: str | None = None, configure: Configure | None =
     return register
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with whole option names only (``--method`` is never read as ``--methods``) and one-line errors
+    (the usage of ``train`` is 30 lines: it would bury the message)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sparseopt-edu",
         description="Gradient skew from BatchNorm in sparse networks, and SparseOpt: course tools.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)  # subparsers are _Parsers too
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         if cmd.configure is not None:
@@ -76,11 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A library warning on the command line: one line, no source location."""
+    print(f"sparseopt-edu: warning: {message}", file=file or sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status (argparse errors exit with 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args._run(args) or 0)
+    with warnings.catch_warnings():  # (restores the caller's warning display: main() also runs in-process)
+        warnings.showwarning = _show_warning
+        return int(args._run(args) or 0)
 
 
 # --------------------------------------------------------------------------------------------------- doctor

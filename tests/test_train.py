@@ -167,10 +167,10 @@ def test_steps_override_epochs_and_partial_epoch():
 
 
 def test_config_json_round_trip(tmp_path):
-    cfg = tiny(dense_layers=("head",), data_kwargs={"size": 8}, t_end=300, method="srigl", optimizer="adamw")
+    cfg = tiny(dense_layers=("head",), data_kwargs={"size": 8}, t_end_steps=300, method="srigl", optimizer="adamw")
     text = cfg.to_json()
     back = TrainConfig.from_json(text)
-    assert back == cfg and back.dense_layers == ("head",) and back.t_end == 300
+    assert back == cfg and back.dense_layers == ("head",) and back.t_end_steps == 300
     path = tmp_path / "c.json"
     cfg.to_json(path)
     assert TrainConfig.from_json(str(path)) == cfg

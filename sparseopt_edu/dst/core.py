@@ -102,7 +102,9 @@ class DynamicSparsity:
     """Base class: owns the schedule, the step counter, the ITOP union and the update loop.
 
     Usage: ``dst = RigL(masks, optimizer, delta_t=100, alpha=0.3, t_end=0.75, total_steps=T)``, then
-    ``dst.step()`` after every ``optimizer.step()``; it returns whether the topology changed.
+    ``dst.step()`` after every ``optimizer.step()``; it returns whether the topology changed. ``t_end`` is a
+    fraction of ``total_steps``; ``t_end_steps=N`` gives the end of updates as a step count instead
+    (``schedule.py``: an int ``t_end`` >= 2 is read as steps too, ``t_end=1`` is refused as ambiguous).
     A method is a scorer: ``grow_scores(inputs)`` returns one flat score per connection (``UpdateInputs``);
     SRigL, whose grow rule is per neuron, replaces ``new_mask`` instead.
     """
@@ -118,6 +120,7 @@ class DynamicSparsity:
         alpha: float = 0.3,
         t_end: float | int = 0.75,
         total_steps: int | None = None,
+        t_end_steps: int | None = None,
         seed: int = 0,
         assume_elementwise: bool = False,
     ):
@@ -125,7 +128,7 @@ class DynamicSparsity:
             raise TypeError(f"masks must be the SparseMasks returned by sparsify(), got {type(masks).__name__}")
         self.masks = masks
         self.optimizer = optimizer
-        self.schedule = UpdateSchedule.build(delta_t, alpha, t_end, total_steps)
+        self.schedule = UpdateSchedule.build(delta_t, alpha, t_end, total_steps, t_end_steps=t_end_steps)
         self.seed = seed
         self.t = 0
         self.defer_checks = False  # True: checks and records wait for flush() (no host sync inside update())

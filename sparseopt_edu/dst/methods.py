@@ -14,6 +14,7 @@ class Static(DynamicSparsity):
     def __init__(self, masks, optimizer=None, **kwargs):
         kwargs["t_end"] = 0
         kwargs.pop("total_steps", None)
+        kwargs.pop("t_end_steps", None)
         super().__init__(masks, optimizer, **kwargs)
 
 

@@ -12,14 +12,32 @@ counts whose total is exactly round((1 - S) * N), every layer keeping at least o
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 
 DISTRIBUTIONS = ("uniform", "er", "erk")
 
 
+def as_number(value):
+    """``value`` as a Python int or float if it is one real number: an int, a float, a numpy scalar or a 0-d
+    tensor (so ``sparsity=torch.tensor(0.9)`` or ``np.float32(0.9)`` work); None otherwise (a string, a bool, an
+    array, a complex number). Callers turn None into an error that names the value."""
+    if isinstance(value, (bool, str, bytes)):
+        return None
+    if not isinstance(value, numbers.Number) and hasattr(value, "ndim") and hasattr(value, "item"):
+        if value.ndim != 0:  # an array or a tensor with several entries is not one number
+            return None
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
 def check_sparsity(sparsity: float) -> float:
-    if not isinstance(sparsity, (int, float)) or isinstance(sparsity, bool) or not math.isfinite(sparsity):
+    number = as_number(sparsity)
+    if number is None or not math.isfinite(number):
         raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+    sparsity = number
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(
             f"sparsity must be in [0, 1), got {sparsity}: it is the fraction of zeros, "

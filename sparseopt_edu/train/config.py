@@ -6,6 +6,7 @@ value and the fix. ``to_json`` / ``from_json`` / ``from_dict`` round-trip exactl
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
@@ -13,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from ..data import DATASETS
 from ..models import MODELS, NORMS
 from ..optim import SCOPES
+from ..sparse.distributions import as_number
 
 METHODS = ("dense", "static", "set", "rigl", "srigl")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -50,7 +52,8 @@ class TrainConfig:
     steps: int | None = None
     delta_t: int = 100
     alpha: float = 0.3
-    t_end: float = 0.75
+    t_end: float = 0.75  # when updates stop, as a fraction of training (RigL's 0.75)
+    t_end_steps: int | None = None  # ... or as a step count (overrides t_end)
     grow_from: str = "raw"
     # data and run
     n_train: int | None = None
@@ -78,8 +81,28 @@ class TrainConfig:
     ddp_grad_dtype: str = "fp32"  # under torchrun: all-reduce gradients in fp32, or compressed to bf16
 
     def __post_init__(self):
-        self.dense_layers = tuple(self.dense_layers or ())
-        self.data_kwargs = dict(self.data_kwargs or {})
+        for f in fields(self):  # a numpy scalar or a 0-d tensor is taken as the number it holds (JSON-safe)
+            value = getattr(self, f.name)
+            if not isinstance(value, (str, bool, int, float, type(None), tuple, list, dict)):
+                number = as_number(value)
+                if number is not None:
+                    setattr(self, f.name, number)
+        if isinstance(self.dense_layers, str):  # "fc1" or "fc1,fc2" (as the CLI flag), not ('f', 'c', '1')
+            self.dense_layers = tuple(x.strip() for x in self.dense_layers.split(",") if x.strip())
+        elif isinstance(self.dense_layers, (list, tuple)):
+            self.dense_layers = tuple(self.dense_layers)
+        elif self.dense_layers is None:
+            self.dense_layers = ()
+        else:
+            raise ValueError(f"dense_layers must be a list of module names (e.g. ['fc1']), got {self.dense_layers!r}")
+        if self.data_kwargs is None:
+            self.data_kwargs = {}
+        if not isinstance(self.data_kwargs, dict):
+            raise ValueError(f"data_kwargs must be a dict of the dataset's options (e.g. {{'size': 16}}), got "
+                             f"{self.data_kwargs!r}")
+        self.data_kwargs = dict(self.data_kwargs)
+        if isinstance(self.t_end, int) and not isinstance(self.t_end, bool) and self.t_end in (0, 1):
+            self.t_end = float(self.t_end)  # JSON's 1 is the fraction 1.0: steps have their own field
         self.validate()
 
     # ----- validation -------------------------------------------------------------------------------------
@@ -140,10 +163,13 @@ class TrainConfig:
         number("weight_decay", 0.0, 1e6)
         number("label_smoothing", 0.0, 1.0, hi_open=True)
         number("alpha", 0.0, 1.0)
-        if isinstance(self.t_end, float):
-            number("t_end", 0.0, 1.0)
-        elif isinstance(self.t_end, bool) or not isinstance(self.t_end, int) or self.t_end < 0:
-            raise ValueError(f"t_end must be a fraction of training (float in [0, 1]) or a step count, got {self.t_end!r}")
+        if isinstance(self.t_end, (int, float)) and not isinstance(self.t_end, bool) and self.t_end > 1:
+            steps = int(self.t_end) if float(self.t_end).is_integer() else "N"
+            raise ValueError(f"t_end is a fraction of training in (0, 1], got {self.t_end}: for a step count use "
+                             f"t_end_steps={steps} (--t-end-steps {steps})")
+        number("t_end", 0.0, 1.0, lo_open=True)
+        integer("t_end_steps", 1, allow_none=True)
+        self._check_data_kwargs()
         if self.max_grad_norm is not None:
             number("max_grad_norm", 0.0, math.inf, lo_open=True)
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
@@ -157,6 +183,20 @@ class TrainConfig:
             raise ValueError(f"run_dir must be a path string or None, got {self.run_dir!r}")
         if self.resume and self.run_dir is None:
             raise ValueError("resume=True needs run_dir (the folder holding checkpoint.pt)")
+
+    def _check_data_kwargs(self) -> None:
+        """Options the dataset's loader does not take fail here, before any work (not as a TypeError inside it)."""
+        from .. import data
+
+        params = inspect.signature(getattr(data, self.dataset)).parameters
+        allowed = [n for n, p in params.items() if n not in ("root", "download")
+                   and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = [k for k in self.data_kwargs if k not in allowed]
+        if unknown:
+            fix = {"root": " (use data_root)", "download": " (use download)"}
+            raise ValueError(
+                f"data_kwargs {{{', '.join(repr(k) + fix.get(k, '') for k in unknown)}}}: not an option of dataset "
+                f"{self.dataset!r}, which takes {', '.join(allowed) or 'no options'}")
 
     # ----- (de)serialisation ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
