@@ -134,10 +134,14 @@ def _guarded(fn: Runner) -> Runner:
     """Turn bad values, missing datasets and missing files into one stderr line and a non-zero exit."""
 
     def run(args: argparse.Namespace) -> int:
+        from .train.runs import RunInUseError
+
         try:
             return fn(args)
-        except (CliError, ValueError, FileNotFoundError) as e:
+        except (CliError, ValueError, FileNotFoundError, RunInUseError) as e:
             return _fail(str(e))
+        except OSError as e:  # a write that failed (disk full, permission): the message names the file and why
+            return _fail(str(e), 1)
         except KeyboardInterrupt:
             return _fail("interrupted", 130)
 
@@ -295,7 +299,10 @@ def _set_threads(args) -> None:
 def _train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="run folder name under --runs (default: no files written)")
     parser.add_argument("--runs", default="runs", help="parent folder of run folders (default: runs)")
-    parser.add_argument("--resume", action="store_true", help="continue runs/<name> from its checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue runs/<name> from its checkpoint (with --epochs N: extend it to N epochs)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing run folder of this --name (default: refuse)")
     parser.add_argument("--json", action="store_true", help="print the History as JSON and nothing else")
     _threads_flag(parser)
     _config_flags(parser)
@@ -307,17 +314,39 @@ def train_cmd(args: argparse.Namespace) -> int:
     """Train one model headless (flags or --config FILE.json) and print the metrics per epoch."""
     from .train import Trainer
 
+    from .train.runs import check_name
+
+    if args.name is not None:
+        check_name(args.name)  # before any work: a name is one folder under --runs
     _set_threads(args)
     run_dir = os.path.join(args.runs, args.name) if args.name else None
+    callbacks = [] if args.json else [_print_epochs]
     if args.resume:
         if not run_dir:
             raise CliError("--resume needs --name (the run folder to continue)")
-        overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
-        trainer = Trainer.resume(run_dir, **overrides)
+        if args.overwrite:
+            raise CliError("--resume continues a run, --overwrite replaces it: choose one")
+        overrides = {}
+        if getattr(args, "config", None):  # compared with the run's config.json, like the flags: never ignored
+            given = _config_from_args(argparse.Namespace(config=args.config)).to_dict()
+            with open(args.config) as fh:
+                keys = json.load(fh).keys()
+            overrides = {k: given[k] for k in keys if k not in ("run_dir", "resume")}
+        overrides.update({k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")})
+        trainer = Trainer.resume(run_dir, callbacks=callbacks, **overrides)
+        if not args.json and trainer.is_main:
+            if trainer.resumed_from is None:
+                print(f"no checkpoint yet in {run_dir}: starting it from step 0")
+            for change in trainer.history.meta.get("length_changes", [])[-1:]:
+                if change["at_step"] == trainer.step:
+                    print(f"run length changed at step {change['at_step']}: {change['from']} -> {change['to']} "
+                          "(recorded in history.json meta.length_changes)")
     else:
         cfg = _config_from_args(args, run_dir=run_dir)
+        if run_dir:
+            _check_new_run(run_dir, args)
         _check_dataset(cfg)
-        trainer = Trainer(cfg, callbacks=[] if args.json else [_print_epochs])
+        trainer = Trainer(cfg, callbacks=callbacks)
     from .train import distributed
 
     talk = trainer.is_main  # under torchrun only rank 0 prints and writes
@@ -343,7 +372,31 @@ def train_cmd(args: argparse.Namespace) -> int:
         print(json.dumps(history.to_dict()))
     elif talk:
         print(f"end: {history.reason}" + (f"; files in {run_dir}" if run_dir else ""))
-    return {"done": 0, "stopped": 0, "nan": 3, "interrupted": 130}[history.reason]
+    return {"done": 0, "stopped": 0, "nan": 3, "interrupted": 130}.get(history.reason, 1)
+
+
+def _check_new_run(run_dir: str, args) -> None:
+    """Refuse to replace a run folder that holds a run, unless --overwrite; say how to resume it instead."""
+    from .train import runs
+
+    info = runs.existing_run(run_dir)
+    if info is None:
+        return
+    if args.overwrite:
+        runs.clear_run(run_dir)  # refused while another process uses the folder
+        return
+    where = "" if args.runs == "runs" else f" --runs {args.runs}"
+    resume = f"sparseopt-edu train --name {args.name}{where} --resume"
+    done, planned = info["epochs_done"], info["epochs"]
+    if info["reason"] == "done":
+        state = f"a finished run ({done} epochs)"
+        how = f"extend it with `{resume} --epochs N`"
+    else:
+        progress = f"{done if done is not None else '?'} of {planned if planned is not None else '?'} epochs"
+        state = f"an unfinished run ({progress}, reason {info['reason'] or 'unknown'})"
+        how = f"continue it with `{resume}`"
+    raise CliError(f"{run_dir} already holds {state}: {how}, choose another --name, or pass --overwrite to "
+                   "replace it")
 
 
 def _raise_interrupt(signum, frame):
@@ -421,9 +474,17 @@ def _check_grid(args) -> None:
 def _run_grid(base, variants, args, out, title, echo=True):
     from .train import grid
 
+    from .train.runs import check_writable
+
     jobs = grid.plan(base, variants, args.sparsities, range(args.seeds), out)
+    check_writable(out)  # before any work
+    order = {id(job): i for i, job in enumerate(jobs)}
+    finished: dict[int, dict] = {}
 
     def progress(job, row):
+        # the summary so far, rewritten as each run ends: an interrupted grid keeps the runs that finished
+        finished[order[id(job)]] = row
+        grid.write_results([finished[i] for i in sorted(finished)], out, title, config=base.to_dict())
         if echo:
             print(f"  {job.name:36s} test acc {_fmt(row['final_test_acc'], True):>8s}  "
                   f"train loss {_fmt(row['final_train_loss'])}  {row['time_s']:.1f}s  ({row['reason']})", flush=True)
@@ -435,7 +496,19 @@ def _run_grid(base, variants, args, out, title, echo=True):
         from .train.concurrent import can_overlap
 
         parallel = AUTO_PARALLEL_CUDA if can_overlap(base) else 1
-    rows = grid.run(jobs, parallel=parallel, on_result=progress)
+    # SIGTERM (a scheduler or a kill) stops the grid like Ctrl-C: finished runs stay in results.csv/md
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
+    try:
+        rows = grid.run(jobs, parallel=parallel, on_result=progress)
+    except KeyboardInterrupt:
+        if finished:
+            print(f"sparseopt-edu: interrupted: results.csv and results.md in {out} hold the {len(finished)} of "
+                  f"{len(jobs)} runs that ended", file=sys.stderr)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     paths = grid.write_results(rows, out, title, config=base.to_dict())
     return rows, paths
 

@@ -8,11 +8,13 @@ after a colon set the ablations' fields: "rigl+sparseopt:grow_from=corrected" (t
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
+import signal
 from dataclasses import dataclass
 
 from .concurrent import can_overlap, run_concurrently
@@ -84,13 +86,54 @@ def plan(base: TrainConfig, variants, sparsities, seeds, out_dir: str | None = N
     return jobs
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _worker_init() -> None:
+    """A pool worker ignores Ctrl-C (the parent decides) and dies quietly on SIGTERM between runs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _run_config(config_dict: dict, threads: int | None = None) -> dict:
-    """Top level so a process pool can call it: train and return the History as a dict."""
+    """Top level so a process pool can call it: train and return the History as a dict.
+
+    SIGTERM during the run ends it like Ctrl-C (reason "interrupted", records written, last checkpoint kept).
+    """
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    return train(TrainConfig.from_dict(config_dict)).to_dict()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return train(TrainConfig.from_dict(config_dict)).to_dict()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_pool(pool, futures: dict, handled: set, done, grace_s: float = 30.0) -> None:
+    """Stop a process pool now: cancel queued runs, SIGTERM the workers (each running run ends "interrupted"
+    and writes its records), report the runs that end within ``grace_s``, then terminate what is left."""
+    from concurrent.futures import wait
+
+    pool.shutdown(wait=False, cancel_futures=True)
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # no public API lists them
+    for w in workers:
+        with contextlib.suppress(OSError, ValueError):
+            if w.is_alive():
+                os.kill(w.pid, signal.SIGTERM)
+    running = [f for f in futures if f not in handled and not f.cancelled()]
+    finished, _ = wait(running, timeout=grace_s)
+    for fut in finished:
+        if not fut.cancelled() and fut.exception() is None:
+            handled.add(fut)
+            done(futures[fut], fut.result())
+    for w in workers:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            if w.is_alive():
+                w.terminate()
+            w.join(timeout=5)
 
 
 def run(jobs: list[Job], parallel: int = 1, on_result=None, callbacks=()) -> list[dict]:
@@ -115,10 +158,17 @@ def run(jobs: list[Job], parallel: int = 1, on_result=None, callbacks=()) -> lis
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         threads = max(1, (os.cpu_count() or 1) // parallel)
-        with ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_run_config, c.to_dict(), threads): i for i, c in enumerate(configs)}
+        pool = ProcessPoolExecutor(parallel, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+        futures = {pool.submit(_run_config, c.to_dict(), threads): i for i, c in enumerate(configs)}
+        handled: set = set()
+        try:
             for fut in as_completed(futures):
+                handled.add(fut)
                 done(futures[fut], fut.result())
+        except BaseException:  # Ctrl-C, SIGTERM or a failed run: stop now, not after every queued run
+            _stop_pool(pool, futures, handled, done)
+            raise
+        pool.shutdown()
     return [result_row(job, histories[i]) for i, job in enumerate(jobs)]
 
 
