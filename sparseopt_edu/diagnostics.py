@@ -124,10 +124,10 @@ def neuron_gradients(masks: SparseMasks, name: str) -> dict:
     module = masks.modules[name]
     if module.weight.grad is None:
         raise ValueError(f"layer {name!r} has no .grad: call this after backward() and before optimizer.step()")
-    mask = masks[name].flatten(1)
+    mask = masks.neuron_rows(name, masks[name])  # one row per output neuron (a transposed conv's are dim 1)
     live = mask.sum(1)
     density = live.float() / mask.shape[1]
-    g = (module.weight.grad.abs().flatten(1) * mask).sum(1) / live.clamp_min(1)
+    g = (masks.neuron_rows(name, module.weight.grad.abs()) * mask).sum(1) / live.clamp_min(1)
     corrected = g * masks.neuron_scale(name).float()
     active = live > 0
     return {
@@ -282,10 +282,11 @@ class NeuronStepTracker:
         live = self.masks.neuron_live(self.name)
         active = live > 0
         density = (live.float() / self.masks.fan_in(self.name))[active]
-        norm_prev = self._prev.flatten(1).norm(dim=1)[active]
-        step_norm = (w - self._prev).flatten(1).norm(dim=1)[active]
+        rows = self.masks.neuron_rows
+        norm_prev = rows(self.name, self._prev).norm(dim=1)[active]
+        step_norm = rows(self.name, w - self._prev).norm(dim=1)[active]
         rel = step_norm / norm_prev.clamp_min(1e-12)
-        norm = w.flatten(1).norm(dim=1)[active]
+        norm = rows(self.name, w).norm(dim=1)[active]
         record = {
             "step": step, "density": density.cpu(), "relative_step": rel.cpu(), "weight_norm": norm.cpu(),
             "slope_relative_step": fit_loglog_slope(density, rel), "slope_weight_norm": fit_loglog_slope(density, norm),

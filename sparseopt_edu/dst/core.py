@@ -317,11 +317,18 @@ class DynamicSparsity:
     def load_state_dict(self, state: dict) -> None:
         if set(state.get("union", {})) != set(self.masks.modules):
             raise ValueError("DST state was saved for other layers: was the checkpoint made for another model?")
+        modules = self.masks.modules
+        for n, m in modules.items():  # checked before anything is loaded: the ITOP union is a mask too
+            u = state["union"][n]
+            if not torch.is_tensor(u) or u.dtype != torch.bool or tuple(u.shape) != tuple(m.weight.shape):
+                what = f"{u.dtype} {tuple(u.shape)}" if torch.is_tensor(u) else type(u).__name__
+                raise ValueError(
+                    f"DST state: the ITOP union of {n!r} is {what}, expected a torch.bool tensor of the weight's "
+                    f"shape {tuple(m.weight.shape)}: was the checkpoint made for another model, or damaged?")
         self.t = int(state["t"])
         self.seed = int(state["seed"])
         self.updates = list(state["updates"])
-        modules = self.masks.modules
-        union = [state["union"][n].to(m.weight.device, torch.bool) for n, m in modules.items()]
+        union = [state["union"][n].to(m.weight.device) for n, m in modules.items()]
         self._union = self.masks.layout().gather(union).clone()
         self.schedule = UpdateSchedule(**state["schedule"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+from torch import nn
 
 from .core import TINY, DynamicSparsity
 
@@ -68,6 +69,12 @@ class SRigL(RigL):
         if not 0.0 <= gamma_sal <= 1.0:
             raise ValueError(f"gamma_sal must be in [0, 1], got {gamma_sal}")
         self.gamma_sal = gamma_sal
+        transposed = [n for n, m in masks.modules.items() if isinstance(m, nn.modules.conv._ConvTransposeNd)]
+        if transposed:  # its per-neuron rule works on rows of the flat layout; their neurons are dim 1
+            raise ValueError(
+                f"SRigL's per-neuron rule needs each neuron's weights stored together, but the transposed "
+                f"convolution(s) {transposed} keep an output channel along dim 1: keep them dense "
+                f"(dense={transposed!r}) or use RigL or SET")
         super().__init__(masks, optimizer, **kwargs)
         self.active = {}
         converted = []

@@ -7,8 +7,10 @@ and an entry's position inside its layer's block is its rank. Per-layer and per-
 ``index_add_`` each.
 
 Each tensor is read in its weight's memory order (``channels_last`` conv weights too), so reading and writing
-are views and copies of contiguous blocks, never a strided gather per layer. Rows (output neurons) stay whole:
-a neuron's entries are one run of the flat vector whatever the memory format.
+are views and copies of contiguous blocks, never a strided gather per layer. Rows (output neurons) of a Linear
+or Conv stay whole: a neuron's entries are one run of the flat vector whatever the memory format. A transposed
+convolution's neurons are its weight's dim 1 (``masks.neuron_rows``): their entries are spread over the block, and
+``row_of`` says where each one belongs (the per-neuron sums do not need runs; SRigL does, and refuses such layers).
 """
 from __future__ import annotations
 
@@ -28,7 +30,9 @@ class FlatLayout:
     device and memory format by :meth:`SparseMasks.layout`.
     """
 
-    def __init__(self, weights: list[torch.Tensor]):
+    def __init__(self, weights: list[torch.Tensor], neurons: list | None = None):
+        """``neurons``: per layer None (neurons along dim 0) or (n_neurons, ids), ids a weight-shaped int64 tensor
+        giving each entry's neuron (a ConvTranspose2d's output channels are dim 1)."""
         if not weights:
             raise ValueError("a FlatLayout needs at least one layer")
         self.device = weights[0].device
@@ -36,7 +40,8 @@ class FlatLayout:
         self.inverse = [tuple(sorted(range(len(p)), key=p.__getitem__)) for p in self.perms]
         self.shapes = [tuple(w.shape) for w in weights]
         self.sizes = [w.numel() for w in weights]
-        self.rows = [w.shape[0] for w in weights]
+        neurons = list(neurons) if neurons is not None else [None] * len(weights)
+        self.rows = [w.shape[0] if nr is None else int(nr[0]) for w, nr in zip(weights, neurons)]
         self.numel = sum(self.sizes)
         self.n_layers = len(weights)
         dev, i64 = self.device, torch.int64
@@ -45,10 +50,14 @@ class FlatLayout:
         starts = torch.cumsum(sizes, 0) - sizes
         self.rank_in_layer = torch.arange(self.numel, device=dev) - starts[self.layer_of]
         row_ids, row_start = [], 0
-        for w, perm in zip(weights, self.perms):
-            ids = torch.arange(row_start, row_start + w.shape[0], device=dev, dtype=i64)
-            row_ids.append(ids.view(-1, *([1] * (w.dim() - 1))).expand(w.shape).permute(perm).reshape(-1))
-            row_start += w.shape[0]
+        for w, perm, nr, n_rows in zip(weights, self.perms, neurons, self.rows):
+            if nr is None:
+                ids = torch.arange(row_start, row_start + w.shape[0], device=dev, dtype=i64)
+                ids = ids.view(-1, *([1] * (w.dim() - 1))).expand(w.shape)
+            else:
+                ids = nr[1].to(device=dev, dtype=i64) + row_start
+            row_ids.append(ids.permute(perm).reshape(-1))
+            row_start += n_rows
         self.row_of = torch.cat(row_ids)
         self.n_rows = row_start
         self.layer_of_row = torch.repeat_interleave(torch.arange(self.n_layers, device=dev),

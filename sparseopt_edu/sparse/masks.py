@@ -6,11 +6,18 @@ step, by one cached tensor: the mask (baseline) or the mask times the per-neuron
 optimizer state an *elementwise* optimizer then never moves an inactive weight, and the unmasked backward still
 holds the dense gradient that RigL needs for growth.
 
-A *neuron* is an output row of a Linear weight or an output channel of a Conv2d weight (docs/method.md section 2).
+A *neuron* is an output row of a Linear weight or an output channel of a convolution (docs/method.md section 2).
+Masked: Linear, Conv1d, Conv2d and ConvTranspose2d. A transposed convolution stores its weight as
+(C_in, C_out / groups, kh, kw), so its output channels are dim 1, not dim 0: every per-neuron quantity (fan-in,
+live count, SparseOpt's scale, SRigL's rule) goes through :func:`neuron_rows`, which lays any masked weight out as
+one row per output neuron. Layers that do not fit the neuron definition (Embedding, LSTM/GRU, MultiheadAttention's
+``in_proj_weight``, Conv3d, ...) are left dense with a warning, and :meth:`SparseMasks.model_sparsity` reports the
+sparsity of the whole model beside :meth:`SparseMasks.sparsity` of the masked layers.
 """
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from collections.abc import Iterable, Iterator
 
@@ -20,7 +27,49 @@ from torch import nn
 from .distributions import DISTRIBUTIONS, check_sparsity, layer_counts
 from .flat import FlatLayout
 
-MASKABLE = (nn.Linear, nn.Conv2d)
+MASKABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)
+
+
+def _transposed(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.conv._ConvTransposeNd)
+
+
+def neuron_count(module: nn.Module) -> int:
+    """Output neurons of a masked layer: rows of a Linear, output channels of a convolution."""
+    w = module.weight
+    return w.shape[1] * module.groups if _transposed(module) else w.shape[0]
+
+
+def neuron_rows(module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    """``t`` (shaped like ``module.weight``) as (neurons, fan_in): row i holds the incoming weights of neuron i.
+
+    For Linear/Conv this is ``t.flatten(1)``. A ConvTranspose2d weight is (C_in, C_out/g, kh, kw): output channel
+    o = group * C_out/g + j reads input channels of its group only, so its row is ``t[group's inputs, j]``.
+    """
+    if not _transposed(module):
+        return t.flatten(1)
+    g = module.groups
+    c_in, c_out_g, *k = t.shape
+    return t.reshape(g, c_in // g, c_out_g, *k).transpose(1, 2).reshape(g * c_out_g, -1)
+
+
+def from_neuron_rows(module: nn.Module, rows: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`neuron_rows`: a (neurons, fan_in) tensor back in the weight's shape."""
+    shape = tuple(module.weight.shape)
+    if not _transposed(module):
+        return rows.reshape(shape)
+    g = module.groups
+    c_in, c_out_g, *k = shape
+    return rows.reshape(g, c_out_g, c_in // g, *k).transpose(1, 2).reshape(shape)
+
+
+def per_neuron(module: nn.Module, values: torch.Tensor) -> torch.Tensor:
+    """A per-neuron vector broadcast to (a tensor shaped like) the weight: each entry gets its neuron's value."""
+    w = module.weight
+    if not _transposed(module):
+        return values.view(-1, *([1] * (w.dim() - 1)))
+    fan = w.numel() // values.numel()
+    return from_neuron_rows(module, values[:, None].expand(-1, fan))
 
 # Optimizers whose update of an entry depends only on that entry's gradient and state: with the gradient and
 # state of an inactive weight at zero, its value (zero) never changes. LBFGS, Muon, Shampoo-like optimizers mix
@@ -46,6 +95,28 @@ def check_elementwise(optimizer, assume_elementwise: bool = False) -> None:
         "pruned (inactive) weights away from zero. Use SGD, Adam, AdamW, RMSprop or another elementwise "
         "optimizer; if yours is elementwise, pass assume_elementwise=True."
     )
+
+
+def check_mask(name: str, mask, shape: tuple) -> None:
+    """A stored mask must be a boolean tensor of the weight's shape that keeps at least one weight.
+
+    Why so strict: a float tensor (weights saved by mistake, or a mask scaled by something) would turn into
+    ``!= 0``, i.e. an almost dense layer, without a word; an all-False mask breaks the at-least-one-weight rule
+    that SparseOpt's per-layer mean density and the distributions rely on.
+    """
+    if not torch.is_tensor(mask):
+        raise ValueError(f"mask {name!r} must be a boolean tensor, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise ValueError(
+            f"mask {name!r} has dtype {mask.dtype}, not torch.bool: a SparseMasks state_dict holds boolean masks "
+            "(was a weight saved in its place?). Convert a 0/1 mask with mask.bool() before loading it")
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(
+            f"mask {name!r} has shape {tuple(mask.shape)} but the layer's weight has shape {tuple(shape)}: "
+            "the checkpoint was made for a different model")
+    if not bool(mask.any()):
+        raise ValueError(f"mask {name!r} keeps no weight: every masked layer keeps at least one (is the "
+                         "checkpoint damaged?)")
 
 
 class SparseMasks:
@@ -80,9 +151,10 @@ class SparseMasks:
         module.register_buffer("weight_grad_mask", torch.zeros_like(w), persistent=False)
         module.register_buffer("weight_grad_scale", torch.zeros_like(w), persistent=False)
 
-        def fill_missing_mask(state_dict, prefix, *args, _module=module):
+        def fill_missing_mask(state_dict, prefix, *args, _module=module, _name=name):
             # A dense state_dict has no mask: keep ours (so strict loading works), the post-hook re-applies it.
-            state_dict.setdefault(prefix + "weight_mask", _module.weight_mask.clone())
+            mask = state_dict.setdefault(prefix + "weight_mask", _module.weight_mask.clone())
+            check_mask(_name, mask, tuple(_module.weight.shape))
 
         self._hooks.append(module._register_load_state_dict_pre_hook(fill_missing_mask))
         self._hooks.append(module.register_load_state_dict_post_hook(lambda mod, keys, _n=name: self._after_load(_n)))
@@ -134,12 +206,27 @@ class SparseMasks:
             return {n: 1.0 - self._counts[n] / self.numel(n) for n in self.modules}
         return 1.0 - self.live_count() / self.numel()
 
+    def model_sparsity(self) -> float:
+        """Fraction of zeros over every weight tensor of the model (parameters with 2 or more dims), masked or not.
+
+        Equal to :meth:`sparsity` when every weight is masked; lower when layers stay dense (``dense=``, or layers
+        that cannot be masked: Embedding, LSTM, MultiheadAttention's ``in_proj_weight``, ...). Biases and norm
+        scales are not weights here, as in :meth:`sparsity`.
+        """
+        total = _weight_numel(self.model)
+        return (self.numel() - self.live_count()) / total if total else 0.0
+
     def fan_in(self, name: str) -> int:
-        return self.modules[name].weight[0].numel()
+        module = self.modules[name]
+        return module.weight.numel() // neuron_count(module)
 
     def neuron_live(self, name: str) -> torch.Tensor:
         """Live incoming weights per output neuron (int64, on the weight's device)."""
-        return self[name].flatten(1).sum(1)
+        return neuron_rows(self.modules[name], self[name]).sum(1)
+
+    def neuron_rows(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        """``t`` (shaped like layer ``name``'s weight) as one row per output neuron (see :func:`neuron_rows`)."""
+        return neuron_rows(self.modules[name], t)
 
     def neuron_density(self, name: str | None = None):
         """Per-neuron density d_i = live_i / fan_in (float), one tensor per layer or for one layer."""
@@ -231,8 +318,17 @@ class SparseMasks:
         """The flat layout of the masked layers (rebuilt only when their device or memory format changed)."""
         weights = [m.weight for m in self.modules.values()]
         if self._layout is None or not self._layout.matches(weights):
-            self._layout = FlatLayout(weights)
+            neurons = [None if not _transposed(m) else (neuron_count(m), self._neuron_ids(m))
+                       for m in self.modules.values()]
+            self._layout = FlatLayout(weights, neurons)
         return self._layout
+
+    @staticmethod
+    def _neuron_ids(module: nn.Module) -> torch.Tensor:
+        """Each weight entry's output neuron (int64, weight-shaped): what FlatLayout needs for a transposed conv."""
+        n = neuron_count(module)
+        ids = torch.arange(n, device=module.weight.device)[:, None].expand(n, module.weight.numel() // n)
+        return from_neuron_rows(module, ids)
 
     def _zero_states(self, weights, keep: torch.Tensor, grown: torch.Tensor) -> None:
         """``_zero_state`` for every layer from flat masks: one foreach multiply per kind of state."""
@@ -280,10 +376,10 @@ class SparseMasks:
     def _refresh(self, name: str, count: int | None = None) -> None:
         module = self.modules[name]
         mask = module.weight_mask
-        live = mask.flatten(1).sum(1)
+        live = neuron_rows(module, mask).sum(1)
         scale = _density_ratio(live).sqrt_().to(module.weight_grad_scale.dtype)
         module.weight_grad_mask.copy_(mask)
-        torch.mul(module.weight_grad_mask, scale.view(-1, *([1] * (mask.dim() - 1))), out=module.weight_grad_scale)
+        torch.mul(module.weight_grad_mask, per_neuron(module, scale), out=module.weight_grad_scale)
         self._counts[name] = int(live.sum()) if count is None else count
 
     # ----- the per-step hot path ----------------------------------------------------------------------------
@@ -349,12 +445,8 @@ class SparseMasks:
             )
         new = {}
         for name, mask in masks.items():
-            if tuple(mask.shape) != tuple(self[name].shape):
-                raise ValueError(
-                    f"mask {name!r} has shape {tuple(mask.shape)} but the layer's weight has shape "
-                    f"{tuple(self[name].shape)}: the checkpoint was made for a different model"
-                )
-            new[name] = mask.to(device=self[name].device, dtype=torch.bool)
+            check_mask(name, mask, tuple(self[name].shape))
+            new[name] = mask.to(device=self[name].device)
         self.state_policy = state.get("state_policy", self.state_policy)
         self.apply_masks(new)
 
@@ -379,8 +471,10 @@ class SparseMasks:
         for name, module in self.modules.items():
             w = module.weight
             sp = 1.0 - self._counts[name] / w.numel()
-            rows.append((name, "x".join(map(str, w.shape)), f"{sp:.3f}", f"{int(self.active_neurons(name))}/{w.shape[0]}"))
+            rows.append((name, "x".join(map(str, w.shape)), f"{sp:.3f}", f"{int(self.active_neurons(name))}/{neuron_count(module)}"))
         rows.append(("total", f"{self.numel():,} weights", f"{self.sparsity():.3f}", ""))
+        if self.modules and _weight_numel(self.model) != self.numel():  # some weights are not masked
+            rows.append(("whole model", f"{_weight_numel(self.model):,} weights", f"{self.model_sparsity():.3f}", ""))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = ["  ".join(c.ljust(wd) for c, wd in zip(r, widths)).rstrip() for r in rows]
         return "SparseMasks(\n  " + "\n  ".join(lines) + "\n)"
@@ -406,6 +500,27 @@ def maskable_layers(model: nn.Module, dense: Iterable[str] = ()) -> dict[str, nn
         layers = [n for n, m in names.items() if isinstance(m, MASKABLE)]
         raise ValueError(f"dense= names no module {unknown}; maskable layers are: {', '.join(layers)}")
     return {n: m for n, m in names.items() if isinstance(m, MASKABLE) and n not in dense}
+
+
+def _weight_numel(model: nn.Module) -> int:
+    """Entries of every weight tensor (a parameter with 2 or more dims) of ``model``, each counted once."""
+    return sum(p.numel() for p in model.parameters() if p.dim() >= 2)
+
+
+def unmaskable_weights(model: nn.Module, layers: dict[str, nn.Module], dense: Iterable[str] = ()) -> dict:
+    """Weight tensors that no mask covers and that ``dense`` does not name: {"lstm.weight_ih_l0": "LSTM", ...}."""
+    dense = [dense] if isinstance(dense, str) else list(dense)
+    masked = {id(m) for m in layers.values()}
+    seen = {id(m.weight) for m in layers.values()}
+    found = {}
+    for name, module in model.named_modules():
+        if id(module) in masked or any(name == d or (d and name.startswith(d + ".")) for d in dense):
+            continue
+        for pname, p in module.named_parameters(recurse=False):
+            if p.dim() >= 2 and id(p) not in seen:
+                seen.add(id(p))
+                found[f"{name}.{pname}" if name else pname] = type(module).__name__
+    return found
 
 
 def random_mask(shape, count: int, generator: torch.Generator, fan_in: str = "random") -> torch.Tensor:
@@ -465,14 +580,30 @@ def sparsify(
     if already:
         raise ValueError(f"layers {already} are already sparsified: call masks.remove() before sparsify() again")
     counts = layer_counts({n: tuple(m.weight.shape) for n, m in layers.items()}, sparsity, distribution)
+    left = unmaskable_weights(model, layers, dense)
+    if left:
+        n_left = sum(p.numel() for n, p in model.named_parameters() if n in left)
+        masked = sum(m.weight.numel() for m in layers.values())
+        whole = (masked - sum(counts.values())) / _weight_numel(model)
+        owners = sorted({n.rpartition(".")[0] or n for n in left})
+        warnings.warn(
+            f"sparsify masks only {', '.join(m.__name__ for m in MASKABLE)} layers: {', '.join(sorted(left))} "
+            f"({', '.join(sorted(set(left.values())))}; {n_left:,} weights) stay dense, so the model is "
+            f"{whole:.3f} sparse (masks.model_sparsity()), not the {sparsity} of the masked layers "
+            f"(masks.sparsity()). To keep them dense on purpose and silence this, pass dense={owners!r}",
+            UserWarning, stacklevel=2)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, module in layers.items():
             w = module.weight
-            mask = random_mask(tuple(w.shape), counts[name], gen, fan_in).to(w.device)
+            if _transposed(module):  # drawn one row per output neuron, then laid out as the weight
+                rows = random_mask((neuron_count(module), w.numel() // neuron_count(module)), counts[name], gen, fan_in)
+                mask = from_neuron_rows(module, rows).to(w.device)
+            else:
+                mask = random_mask(tuple(w.shape), counts[name], gen, fan_in).to(w.device)
             module.register_buffer("weight_mask", mask)
             w.mul_(mask)
             if init == "sparse":
-                live = mask.flatten(1).sum(1).clamp_min(1).to(w.dtype)
-                w.mul_((w[0].numel() / live).sqrt().view(-1, *([1] * (w.dim() - 1))))
+                live = neuron_rows(module, mask).sum(1).clamp_min(1).to(w.dtype)
+                w.mul_(per_neuron(module, (w.numel() / neuron_count(module) / live).sqrt()))
     return SparseMasks(model, layers, state_policy=state_policy)
