@@ -272,7 +272,12 @@ def _check_dataset(cfg) -> None:
     if cfg.dataset in ("cifar10", "cifar100", "mnist", "fashion_mnist"):
         from .data import load_dataset
 
-        load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download)
+        try:
+            load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download, **cfg.data_kwargs)
+        except (RuntimeError, OSError) as e:  # a failed download (offline) or an unreadable folder: its message
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise CliError(str(e).replace("\n", " ")) from None
 
 
 def _fmt(v, pct=False):
@@ -372,7 +377,18 @@ def train_cmd(args: argparse.Namespace) -> int:
         print(json.dumps(history.to_dict()))
     elif talk:
         print(f"end: {history.reason}" + (f"; files in {run_dir}" if run_dir else ""))
+    if history.reason == "nan" and talk:  # stdout keeps its format (--json too); the hint goes to stderr
+        print(f"sparseopt-edu: error: {diverged_hint(trainer.config, trainer.step)}", file=sys.stderr)
     return {"done": 0, "stopped": 0, "nan": 3, "interrupted": 130}.get(history.reason, 1)
+
+
+def diverged_hint(cfg, step: int) -> str:
+    """What to change when a run diverged (its loss became NaN or Inf)."""
+    clip = (f"clip gradients harder (--max-grad-norm {cfg.max_grad_norm / 2:g})" if cfg.max_grad_norm
+            else "clip gradients (--max-grad-norm 1.0)")
+    return (f"the run diverged: the loss became NaN or Inf by step {step} with lr={cfg.lr:g}. Lower the learning "
+            f"rate (e.g. --lr {cfg.lr / 10:g}) or {clip}" + ("; a warm-up helps too (--warmup-steps 100)"
+                                                              if not cfg.warmup_steps else ""))
 
 
 def _check_new_run(run_dir: str, args) -> None:
@@ -448,7 +464,43 @@ def _compare_args(parser: argparse.ArgumentParser) -> None:
                         help="variants added to dense, rigl, rigl+sparseopt: e.g. set,srigl (each with and "
                              "without SparseOpt) or srigl+sparseopt (that one only)")
     _grid_args(parser)
+    parser.set_defaults(sparsities=None, seeds=None)  # unset: from --config when it has them (_grid_from_config)
     _config_flags(parser, skip=("method", "sparseopt", "sparsity", "seed"))
+
+
+def _grid_from_config(args) -> None:
+    """``compare --config FILE``: the method, sparsity and seed in FILE are used, not ignored; flags still win.
+
+    Its method (with its sparseopt switch) joins the compared variants, its sparsity is the default of
+    --sparsities and its seed the first seed (--seeds N then runs seed..seed+N-1). One line says what was taken.
+    """
+    from .train import TrainConfig
+
+    taken, file_cfg, keys = [], None, set()
+    if getattr(args, "config", None) and os.path.isfile(args.config):
+        file_cfg = TrainConfig.from_json(args.config)  # (a bad file fails here, with its message)
+        with open(args.config) as fh:
+            keys = set(json.load(fh))
+    sparse = file_cfg is not None and file_cfg.method != "dense"
+    if args.sparsities is None:
+        args.sparsities = [file_cfg.sparsity] if sparse and "sparsity" in keys else [0.9]
+        if args.sparsities != [0.9]:  # (compare's own default needs no mention)
+            taken.append(f"sparsity {file_cfg.sparsity:g}")
+    elif sparse and "sparsity" in keys and args.sparsities != [file_cfg.sparsity]:
+        taken.append(f"its sparsity {file_cfg.sparsity:g} overridden by --sparsities")
+    args.seed0 = file_cfg.seed if file_cfg is not None and "seed" in keys else 0
+    if args.seeds is None:
+        args.seeds = 1
+    if args.seed0:
+        taken.append(f"first seed {args.seed0}")
+    if file_cfg is not None and "method" in keys:
+        method = file_cfg.method
+        variant = method if method == "dense" or not file_cfg.sparseopt else f"{method}+sparseopt"
+        if variant not in _variants(args.methods):
+            args.methods = ",".join(x for x in (args.methods, variant) if x)
+            taken.append(f"method {variant}")
+    if taken:
+        print(f"from {args.config}: {'; '.join(taken)}", flush=True)
 
 
 def _variants(extra: str) -> list[str]:
@@ -476,7 +528,8 @@ def _run_grid(base, variants, args, out, title, echo=True):
 
     from .train.runs import check_writable
 
-    jobs = grid.plan(base, variants, args.sparsities, range(args.seeds), out)
+    seed0 = getattr(args, "seed0", 0)  # compare --config: the file's seed is the first
+    jobs = grid.plan(base, variants, args.sparsities, range(seed0, seed0 + args.seeds), out)
     check_writable(out)  # before any work
     order = {id(job): i for i, job in enumerate(jobs)}
     finished: dict[int, dict] = {}
@@ -534,6 +587,7 @@ def compare_cmd(args: argparse.Namespace) -> int:
     """Dense vs RigL vs RigL + SparseOpt (and more with --methods) x sparsities x seeds: table + HTML report."""
     from .train import grid
 
+    _grid_from_config(args)
     _check_grid(args)
     variants = _variants(args.methods)
     base = _config_from_args(args)
@@ -602,7 +656,10 @@ def skew_cmd(args: argparse.Namespace) -> int:
     if any(not 0.0 <= s < 1.0 for s in args.sparsities) or not args.sparsities:
         raise CliError(f"--sparsities must be in [0, 1), got {args.sparsities}")
     if args.seeds < 1 or args.hidden < 1:
-        raise CliError("--seeds and --hidden must be >= 1")
+        raise CliError(f"--seeds and --hidden must be >= 1, got --seeds {args.seeds} --hidden {args.hidden}")
+    if not args.json and (os.path.isdir(args.out) or args.out.endswith(os.sep)):  # before the work, not after
+        raise CliError(f"--out {args.out} is a folder: give the HTML file to write, e.g. "
+                       f"--out {os.path.join(args.out, 'skew.html')}")
     rows = skew_rows(args.sparsities, norms, args.seeds, args.hidden, _probe_data(args.data))
     if args.json:
         print(json.dumps([{k: r[k] for k in ("sparsity", "norm", "ratio", "theory")} for r in rows]))

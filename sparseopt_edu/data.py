@@ -359,11 +359,23 @@ def _cifar(name: str, root="data", download: bool = False) -> ImageData:
     def read(fs):
         xs, ys = [], []
         for f in fs:
-            with open(os.path.join(base, f), "rb") as fh:
-                entry = pickle.load(fh, encoding="bytes")
-            entry = {(kk.decode() if isinstance(kk, bytes) else kk): v for kk, v in entry.items()}
-            xs.append(torch.as_tensor(entry["data"], dtype=torch.uint8).reshape(-1, 3, 32, 32))
-            ys.append(torch.as_tensor(list(entry[key]), dtype=torch.int64))
+            path = os.path.join(base, f)
+            try:
+                with open(path, "rb") as fh:
+                    entry = pickle.load(fh, encoding="bytes")
+                entry = {(kk.decode() if isinstance(kk, bytes) else kk): v for kk, v in entry.items()}
+                x = torch.as_tensor(entry["data"], dtype=torch.uint8).reshape(-1, 3, 32, 32)
+                y = torch.as_tensor(list(entry[key]), dtype=torch.int64)
+                if y.shape != (x.shape[0],) or (y.numel() and not 0 <= int(y.min()) <= int(y.max()) < k):
+                    raise ValueError(f"{x.shape[0]} images but labels {tuple(y.shape)} in [0, {k})")
+            except Exception as e:  # a damaged or foreign file: pickle, KeyError, reshape... say which file
+                # with download=True the files were there, so nothing was fetched: the fix is to delete them first
+                again = ("delete it, then --download fetches a fresh copy" if download else
+                         "delete it and fetch it again with --download")
+                raise ValueError(f"{path} is not a readable {name} batch ({type(e).__name__}: {e}): the file is "
+                                 f"damaged or not CIFAR's; {again} (the whole folder {base} if unsure)") from e
+            xs.append(x)
+            ys.append(y)
         return torch.cat(xs), torch.cat(ys)
 
     train_x, train_y = read(train_files)

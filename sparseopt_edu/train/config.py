@@ -9,6 +9,7 @@ import difflib
 import inspect
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 
 from ..data import DATASETS
@@ -172,7 +173,7 @@ class TrainConfig:
         self._check_data_kwargs()
         if self.max_grad_norm is not None:
             number("max_grad_norm", 0.0, math.inf, lo_open=True)
-        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
         # method='dense' ignores sparsity (so one config switches by one field); hidden/depth: MLP only
         if self.method != "dense" and self.sparsity == 0.0:

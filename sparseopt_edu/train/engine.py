@@ -108,9 +108,14 @@ def resolve_device(name: str) -> torch.device:
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() and not is_fast() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} but CUDA is not available here: use device='cpu' or 'auto'")
-    return torch.device(name)
+    if name.startswith("cuda") and not torch.cuda.is_available():  # a config error here: ValueError
+        raise ValueError(f"device={name!r} but CUDA is not available here (no GPU visible to torch): use "
+                         "device='cpu' or 'auto' (--device cpu)")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device={name!r} but this machine has {torch.cuda.device_count()} GPU(s): use cuda:0 "
+                         f"to cuda:{torch.cuda.device_count() - 1}, or 'auto'")
+    return device
 
 
 def _auto(value, default: bool) -> bool:
