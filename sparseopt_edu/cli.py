@@ -231,7 +231,7 @@ def _config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
         if isinstance(default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
             continue
-        if default == "auto" and f.name in ("amp", "channels_last", "cuda_graphs", "progress"):
+        if default == "auto" and f.name in ("amp", "channels_last", "cuda_graphs", "progress", "sync_bn"):
             kw.update(type=_auto_bool, metavar="auto|on|off")
         elif f.name == "dense_layers":
             kw.update(type=lambda t: tuple(x for x in t.split(",") if x), metavar="NAME,...")

@@ -121,7 +121,7 @@ def test_strings_and_numpy_or_tensor_numbers_in_the_api():
     assert (cfg.sparsity, cfg.lr, cfg.epochs) == (0.8, pytest.approx(0.05), 2) and type(cfg.epochs) is int
     json.loads(cfg.to_json())  # JSON-safe
     for field, bad in (("alpha", "0.3"), ("max_grad_norm", "1")):
-        with pytest.raises(ValueError, match=f"{field} must be a number, got '"):
+        with pytest.raises(ValueError, match=f"{field} must be a finite number, got '"):
             TrainConfig(**{field: bad})
 
 

@@ -123,7 +123,7 @@ class TrainConfig:
         def number(name, lo, hi, lo_open=False, hi_open=False):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"{name} must be a number, got {v!r}")
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
             if v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):
                 left, right = "(" if lo_open else "[", ")" if hi_open else "]"
                 raise ValueError(f"{name} must be in {left}{lo}, {hi}{right}, got {v!r}")
