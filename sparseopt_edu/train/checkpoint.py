@@ -93,7 +93,10 @@ def load(path, map_location="cpu") -> dict:
         warnings.warn(f"checkpoint {path} has no checksum (written by an older sparseopt-edu): it is loaded "
                       "unverified", stacklevel=2)
     else:
-        actual = checksum(state) if isinstance(stored, dict) else None
+        try:
+            actual = checksum(state) if isinstance(stored, dict) else None
+        except Exception:  # noqa: BLE001 - contents so damaged they cannot even be hashed
+            actual = None
         if not isinstance(stored, dict) or stored.get("sha256") != actual:
             raise ValueError(
                 f"checkpoint {path} is damaged: its contents do not match the sha256 stored with it. It was left "

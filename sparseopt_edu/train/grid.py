@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import time
 from dataclasses import dataclass
 
 from .concurrent import can_overlap, run_concurrently
@@ -86,7 +87,12 @@ def plan(base: TrainConfig, variants, sparsities, seeds, out_dir: str | None = N
     return jobs
 
 
+_STOPPING = False  # set in a pool worker by SIGTERM: the runs already handed to it then end at once
+
+
 def _raise_interrupt(signum, frame):
+    global _STOPPING
+    _STOPPING = True
     raise KeyboardInterrupt
 
 
@@ -105,6 +111,8 @@ def _run_config(config_dict: dict, threads: int | None = None) -> dict:
         import torch
 
         torch.set_num_threads(threads)
+    if _STOPPING:  # the pool hands out one more run than it has workers: do not start it
+        raise KeyboardInterrupt
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return train(TrainConfig.from_dict(config_dict)).to_dict()
@@ -117,16 +125,21 @@ def _stop_pool(pool, futures: dict, handled: set, done, grace_s: float = 30.0) -
     and writes its records), report the runs that end within ``grace_s``, then terminate what is left."""
     from concurrent.futures import wait
 
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # no public API lists them; shutdown drops them
     pool.shutdown(wait=False, cancel_futures=True)
-    workers = list((getattr(pool, "_processes", None) or {}).values())  # no public API lists them
     for w in workers:
         with contextlib.suppress(OSError, ValueError):
             if w.is_alive():
                 os.kill(w.pid, signal.SIGTERM)
-    running = [f for f in futures if f not in handled and not f.cancelled()]
-    finished, _ = wait(running, timeout=grace_s)
-    for fut in finished:
-        if not fut.cancelled() and fut.exception() is None:
+    # poll: the pool cancels the queued futures from its own thread, and a cancelled future never wakes wait()
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        left = [f for f in futures if f not in handled and not f.done()]
+        if not left:
+            break
+        wait(left, timeout=0.1)
+    for fut in futures:
+        if fut not in handled and fut.done() and not fut.cancelled() and fut.exception() is None:
             handled.add(fut)
             done(futures[fut], fut.result())
     for w in workers:
