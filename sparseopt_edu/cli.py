@@ -70,7 +70,11 @@ class _Parser(argparse.ArgumentParser):
         kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
 
+    with_usage = False  # the top-level parser: its usage is one short line listing the commands
+
     def error(self, message):
+        if self.with_usage:
+            self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -79,13 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sparseopt-edu",
         description="Gradient skew from BatchNorm in sparse networks, and SparseOpt: course tools.",
     )
+    parser.with_usage = True
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)  # subparsers are _Parsers too
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         if cmd.configure is not None:
             cmd.configure(p)
-        p.set_defaults(_run=cmd.run)
+        p.set_defaults(_run=cmd.run, _parser=p)
     return parser
 
 
@@ -97,7 +102,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status (argparse errors exit with 2)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the subcommand's parser: "sparseopt-edu train: error: ... (see sparseopt-edu train --help)"
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     with warnings.catch_warnings():  # (restores the caller's warning display: main() also runs in-process)
         warnings.showwarning = _show_warning
         return int(args._run(args) or 0)

@@ -251,7 +251,8 @@ def mask_report(masks: SparseMasks, dst=None) -> dict:
             "fan_in_histogram": torch.bincount(live, minlength=masks.fan_in(name) + 1).tolist(),
             "fan_in_cv": float(live.float().std() / live.float().mean().clamp_min(1e-12)),
         }
-    report = {"sparsity": masks.sparsity(), "layers": layers, "inactive_max": masks.inactive_max()}
+    report = {"sparsity": masks.sparsity(), "model_sparsity": masks.model_sparsity(),  # masked layers / all weights
+              "layers": layers, "inactive_max": masks.inactive_max()}
     if dst is not None:
         report["itop"] = dst.itop_rate()
     return report

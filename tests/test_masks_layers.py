@@ -139,6 +139,9 @@ def test_layers_that_cannot_be_masked_warn_and_the_whole_model_is_reported():
     zeros = sum(int((p == 0).sum()) for p in model.parameters() if p.dim() >= 2)
     assert masks.model_sparsity() == pytest.approx(zeros / weights, abs=1e-3) and masks.model_sparsity() < 0.3
     assert f"{masks.model_sparsity():.3f}" in text and "whole model" in repr(masks)
+    from sparseopt_edu.diagnostics import mask_report
+
+    assert mask_report(masks)["model_sparsity"] == masks.model_sparsity()
     model(torch.randint(0, 50, (2, 5))).sum().backward()  # still trains
 
 
