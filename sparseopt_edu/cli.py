@@ -402,6 +402,8 @@ def _check_new_run(run_dir: str, args) -> None:
     """Refuse to replace a run folder that holds a run, unless --overwrite; say how to resume it instead."""
     from .train import runs
 
+    if os.path.isdir(run_dir):
+        runs.RunLock(run_dir).acquire().release()  # a live run there: "in use by process N", whatever it holds
     info = runs.existing_run(run_dir)
     if info is None:
         return

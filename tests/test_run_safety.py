@@ -171,7 +171,8 @@ def test_a_run_folder_in_use_is_refused_and_a_dead_owner_never_blocks(tmp_path, 
     folder = tmp_path / "r"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys; from sparseopt_edu.train.runs import RunLock; "
-                               f"lock = RunLock({str(folder)!r}).acquire(); print('locked', flush=True); sys.stdin.read()"],
+                               f"lock = RunLock({str(folder)!r}).acquire(); open({str(folder / 'config.json')!r}, 'w').write('{{}}'); "
+                               "print('locked', flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV)
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -182,7 +183,7 @@ def test_a_run_folder_in_use_is_refused_and_a_dead_owner_never_blocks(tmp_path, 
         holder.kill()  # SIGKILL: its lock dies with it
         holder.wait()
     assert (folder / ".lock").read_text().startswith(str(holder.pid))  # a stale lock file is left behind ...
-    code, _, err = train(capsys, tmp_path, "r", "--epochs", "1")
+    code, _, err = train(capsys, tmp_path, "r", "--epochs", "1", "--overwrite")
     assert code == 0, err  # ... and does not block
 
 
@@ -237,6 +238,7 @@ def test_compare_interrupted_writes_the_finished_runs(tmp_path, capsys, monkeypa
     assert len(made) == 2  # no run started after Ctrl-C
 
 
+@pytest.mark.slow
 def test_compare_parallel_stops_promptly_on_sigterm(tmp_path):
     """A CPU process pool: SIGTERM cancels the queued runs, stops the running ones, writes the summary."""
     args = ["compare", "--hidden", "32", "--batch-size", "64", "--threads", "1", "--progress", "off",
@@ -424,6 +426,7 @@ def _final(folder: Path):
     return state, history
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path):
     reference = cli("train", *KILL_TRAIN, "--name", "full", cwd=tmp_path)
     assert reference.returncode == 0, reference.stderr

@@ -683,8 +683,9 @@ class Trainer:
         try:
             self._load_state(state)
         except (RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+            first = (str(e).strip().splitlines() or [""])[0]
             raise ValueError(
-                f"checkpoint {path} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else e!r}); "
+                f"checkpoint {path} does not fit this run ({type(e).__name__}: {first}); "
                 "was it written for another configuration? Resume with the run's own config.json "
                 "(sparseopt-edu train --name NAME --resume)."
             ) from e
