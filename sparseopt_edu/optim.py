@@ -20,11 +20,13 @@ gradient alone is largely undone over training, while a scale of the update is n
 """
 from __future__ import annotations
 
+import math
 import weakref
 
 import torch
 from torch.optim import Optimizer
 
+from .sparse.distributions import as_number
 from .sparse.masks import SparseMasks, check_elementwise
 
 
@@ -55,8 +57,11 @@ class SparseOpt(Optimizer):
         if not isinstance(masks, SparseMasks):
             raise TypeError(f"masks must be the SparseMasks returned by sparsify(), got {type(masks).__name__}")
         check_elementwise(optimizer, assume_elementwise)
-        if max_grad_norm is not None and not max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be positive or None, got {max_grad_norm}")
+        if max_grad_norm is not None:
+            number = as_number(max_grad_norm)
+            if number is None or not number > 0 or not math.isfinite(number):
+                raise ValueError(f"max_grad_norm must be a positive number or None, got {max_grad_norm!r}")
+            max_grad_norm = float(number)
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES} (what the per-neuron factor scales), got {scope!r}")
         self.scope = scope

@@ -1,4 +1,5 @@
-"""The paper's published numbers (Adnan et al., ICML 2026; docs/method.md section 3), as data the notebooks plot.
+"""The paper's published numbers (Adnan et al., ICML 2026; docs/method.md section 3), as data the notebooks plot,
+and our recipe for its Table 2 experiment.
 
 Top-1 test accuracy in percent. Kept here, not in a notebook, so a figure, a test and the CLI all compare
 against the same numbers. Nothing here is measured by us.
@@ -65,3 +66,19 @@ def table2_rows(epochs: int | None = None) -> list[Row]:
 def table2_gain(sparsity: float, epochs: int) -> float:
     """SparseOpt minus baseline, in accuracy points, for one Table 2 cell pair."""
     return table2(sparsity, "sparseopt", epochs)[0] - table2(sparsity, "baseline", epochs)[0]
+
+
+def table2_recipe(dataset: str = "cifar100", epochs: int = 100, *, batch_size: int = 128, delta_t: int = 100,
+                  n_train: int | None = None, n_test: int | None = None, device: str = "auto",
+                  data_root: str = "data"):
+    """docs/method.md section 3 (RigL's CIFAR conventions; the paper publishes none): ResNet-20, SGD 0.1 Nesterov,
+    cosine, wd 5e-4, batch 128, ERK, RigL dT=100, alpha 0.3, T_end 0.75, growth from the raw gradient."""
+    from .train.config import TrainConfig
+
+    data_kwargs = {"num_classes": 100} if dataset == "shapes" else {}
+    return TrainConfig(model="resnet20", dataset=dataset, norm="bn", distribution="erk", method="rigl",
+                       optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
+                       batch_size=batch_size, epochs=epochs, delta_t=delta_t, alpha=0.3, t_end=0.75,
+                       grow_from="raw", n_train=n_train, n_test=n_test, device=device,
+                       data_root=data_root, data_kwargs=data_kwargs, progress=False,
+                       log_every=100)  # a step log is a host sync: on a GPU, one per 100 steps (tables use epochs)

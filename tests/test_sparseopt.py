@@ -207,8 +207,9 @@ def test_refuses_bad_arguments():
         SparseOpt(opt, masks)
     with pytest.raises(TypeError, match="SparseMasks"):
         SparseOpt(torch.optim.SGD(model.parameters(), lr=0.1), {"0": masks["0"]})
-    with pytest.raises(ValueError, match="max_grad_norm"):
-        SparseOpt(torch.optim.SGD(model.parameters(), lr=0.1), masks, max_grad_norm=0)
+    for bad in (0, "1", float("nan"), -2.0):
+        with pytest.raises(ValueError, match="max_grad_norm must be a positive number"):
+            SparseOpt(torch.optim.SGD(model.parameters(), lr=0.1), masks, max_grad_norm=bad)
     with pytest.raises(TypeError, match="already masks gradients"):
         masks.attach(opt)
 

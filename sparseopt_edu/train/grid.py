@@ -265,13 +265,14 @@ def paired_comparisons(rows: list[dict]) -> list[dict]:
     from ..convergence import compare_arms
 
     def key(r):
-        return (r["method"], r["sparseopt"], r["grow_from"], r["scope"])
+        return (r["method"], r["sparseopt"], r["grow_from"], r["scope"], r["epochs"])
 
     present = {(r["sparsity"], *key(r)) for r in rows if r["method"] != "dense"}
     pairs = []
-    for sparsity, method, sparseopt, grow, scope in sorted(present):
-        arm = {"sparsity": sparsity, "method": method, "sparseopt": sparseopt, "grow_from": grow, "scope": scope}
-        base = {"sparsity": sparsity, "method": method, "sparseopt": False, "grow_from": "raw", "scope": "gradient"}
+    for sparsity, method, sparseopt, grow, scope, epochs in sorted(present):
+        arm = {"sparsity": sparsity, "method": method, "sparseopt": sparseopt, "grow_from": grow, "scope": scope,
+               "epochs": epochs}  # runs of another length are another experiment
+        base = {**arm, "sparseopt": False, "grow_from": "raw", "scope": "gradient"}
         plain = {**arm, "grow_from": "raw", "scope": "gradient"}
         if sparseopt and grow == "raw" and scope == "gradient":
             pairs.append(("sparseopt", arm, base))
