@@ -58,7 +58,7 @@ def test_run_metrics():
 def _row(variant, seed, curve, sparsity=0.9, itop=None):
     method, sparseopt, options = grid.parse_variant_options(variant)
     return {"variant": variant, "method": method, "sparseopt": sparseopt, "sparsity": sparsity, "seed": seed,
-            "grow_from": options.get("grow_from", "raw"), "scope": options.get("scope", "gradient"),
+            "grow_from": options.get("grow_from", "raw"), "scope": options.get("scope", "gradient"), "epochs": len(curve),
             "test_acc": curve[-1], "final_test_acc": curve[-1], "final_train_loss": 1.0, "time_s": 1.0,
             "best_test_acc": max(curve), "itop": itop, "curves": {"test_acc": curve, "train_loss": [1.0] * len(curve)}}
 
@@ -96,3 +96,25 @@ def test_variant_options_and_paired_comparisons_found_in_a_table():
                                                            "rigl+sparseopt:scope=update") for s in range(3)]
     kinds = sorted(c["kind"] for c in grid.paired_comparisons(rows))
     assert kinds == ["grow_from", "scope_vs_baseline", "scope_vs_gradient", "sparseopt"]
+
+
+def test_runs_of_another_length_are_not_paired_together():
+    short = [_row(v, s, [0.5, 0.6]) for v in ("rigl", "rigl+sparseopt") for s in range(2)]
+    long = [_row(v, s, [0.5, 0.6, 0.7]) for v in ("rigl", "rigl+sparseopt") for s in range(2)]
+    comparisons = grid.paired_comparisons(short + long)
+    assert sorted(c["treatment"]["epochs"] for c in comparisons) == [2, 3]
+    assert all(c["metrics"]["test_acc"]["n"] == 2 for c in comparisons)
+
+
+def test_committed_gpu_evidence_loads_and_pairs():
+    """The JSON files notebook 05 reads: every row has the fields the issue lists, and the comparisons pair 5 seeds."""
+    from sparseopt_edu import evidence
+
+    rows = evidence.load_rows()
+    fields = {"variant", "method", "sparseopt", "sparsity", "seed", "grow_from", "scope", "epochs", "test_acc",
+              "best_test_acc", "curves", "itop", "device"}
+    assert rows and all(fields <= set(r) for r in rows)
+    assert {r["sparsity"] for r in rows if r["method"] == "rigl"} >= {0.9, 0.95, 0.97, 0.99}
+    main = [c for c in grid.paired_comparisons(rows) if c["kind"] == "sparseopt" and c["treatment"]["epochs"] == 30]
+    assert len(main) >= 4 and all(c["metrics"]["test_acc"]["n"] >= 5 for c in main)
+    assert all(len(r["curves"]["test_acc"]) == r["epochs"] for r in rows)
