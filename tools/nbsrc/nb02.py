@@ -1,7 +1,10 @@
 import sys
+from pathlib import Path
 
-sys.path.insert(0, "/work/main/tools/nbsrc")
+sys.path.insert(0, str(Path(__file__).parent))
 from nbb import code, md, save
+
+ROOT = Path(__file__).resolve().parents[2]
 
 cells = [
 md(r"""
@@ -114,4 +117,4 @@ md(r"""
 Next: notebook 03 shows where *different* neuron sparsities come from: dynamic sparse training.
 """),
 ]
-save("/work/main/notebooks/02_batchnorm_meets_sparsity.ipynb", cells)
+save(ROOT / "notebooks" / "02_batchnorm_meets_sparsity.ipynb", cells)

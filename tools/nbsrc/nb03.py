@@ -1,7 +1,10 @@
 import sys
+from pathlib import Path
 
-sys.path.insert(0, "/work/main/tools/nbsrc")
+sys.path.insert(0, str(Path(__file__).parent))
 from nbb import code, md, save
+
+ROOT = Path(__file__).resolve().parents[2]
 
 cells = [
 md(r"""
@@ -120,4 +123,4 @@ md(r"""
 Next: notebook 04, the correction itself.
 """),
 ]
-save("/work/main/notebooks/03_dynamic_sparse_training.ipynb", cells)
+save(ROOT / "notebooks" / "03_dynamic_sparse_training.ipynb", cells)

@@ -1,7 +1,10 @@
 import sys
+from pathlib import Path
 
-sys.path.insert(0, "/work/main/tools/nbsrc")
+sys.path.insert(0, str(Path(__file__).parent))
 from nbb import code, md, save
+
+ROOT = Path(__file__).resolve().parents[2]
 
 cells = [
 md(r"""
@@ -148,4 +151,4 @@ md(r"""
 </details>
 """),
 ]
-save("/work/main/notebooks/04_sparseopt.ipynb", cells)
+save(ROOT / "notebooks" / "04_sparseopt.ipynb", cells)
