@@ -98,7 +98,11 @@ def test_skew_panel_slider_and_norm(mode):
     assert abs(ratio - 1) < 0.2
     assert "no norm" in panel.figure.layout.title.text and len(panel.figure.data[2].x) == 0
     assert ("set", "norm", "none") in panel.controller.log
-    assert mode in panel.status.value or ("thread" in panel.status.value if mode == "thread" else True)
+    # The status names the mode the panel really ran in ("thread" alone would match both: the blocking text
+    # says the Start button trains in a thread).
+    expected, other = {"blocking": ("blocking run() in the cell", "background thread"),
+                       "thread": ("background thread", "blocking run()")}[mode]
+    assert f"mode: {expected}" in panel.status.value and other not in panel.status.value, panel.status.value
 
 
 # ----- RacePanel ------------------------------------------------------------------------------------------------
@@ -135,17 +139,61 @@ def test_race_thread_mode_stop_change_optimizer_restart():
     assert [e[0] for e in panel.controller.log] == ["start", "stop", "set", "start"]
 
 
-def test_race_live_lr_and_structural_restart():
+class TrainerSpy:
+    """Wraps the panel's ``make_trainer``: keeps every trainer it built and, at each step event, the LR the
+    optimizer really holds (``param_groups``), and wakes waiters through one condition (no sleeps)."""
+
+    def __init__(self, monkeypatch):
+        from sparseopt_edu.widgets import race
+
+        self.cond = threading.Condition()
+        self.trainers: list = []
+        self.steps: list[tuple] = []  # (trainer index, step, optimizer lr, schedule factor at that step)
+        real = race.make_trainer
+
+        def make(cfg, callbacks):
+            index = len(self.trainers)
+            trainer = real(cfg, [*callbacks, lambda ev: self._record(index, ev)])
+            with self.cond:
+                self.trainers.append((cfg, trainer))
+                self.cond.notify_all()
+            return trainer
+
+        monkeypatch.setattr(race, "make_trainer", make)
+
+    def _record(self, index, ev):
+        if ev.kind != "step":
+            return
+        trainer = ev.trainer
+        lr = float(trainer.optimizer.param_groups[0]["lr"])
+        with self.cond:
+            self.steps.append((index, ev.step, lr, trainer.lr_schedule.factor(ev.step - 1)))
+            self.cond.notify_all()
+
+    def wait_for(self, predicate, what: str, timeout: float = 60.0):
+        with self.cond:
+            assert self.cond.wait_for(predicate, timeout), f"timed out waiting for {what}"
+
+
+def test_race_live_lr_and_structural_restart(monkeypatch):
+    spy = TrainerSpy(monkeypatch)
     panel = RacePanel(tiny_race(epochs=40), mode="thread")
     panel.buttons["start"].click()
-    deadline = time.monotonic() + 60
-    while panel.step < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    panel.controls["lr"].value = 0.02  # live: no restart
-    time.sleep(0.3)
+    spy.wait_for(lambda: len(spy.steps) >= 2, "two training steps")
+    with spy.cond:
+        first = list(spy.steps)
+    assert all(lr == pytest.approx(0.1 * f, rel=1e-3) for _, _, lr, f in first), first  # base lr 0.1 so far
+    n_seen = len(first)
+    panel.controls["lr"].value = 0.02  # live: no restart; the running optimizer's LR must follow
+    # Later steps of the same trainer: the optimizer's LR is the new base (0.02) times the cosine factor.
+    spy.wait_for(lambda: any(i == 0 and lr == pytest.approx(0.02 * f, rel=1e-3)
+                             for i, _, lr, f in spy.steps[n_seen:]), "the optimizer's lr to become 0.02 x factor")
     assert panel.running and panel.state.lr == pytest.approx(0.02)
+    assert len(spy.trainers) == 1, "a live change must not restart the run"
     panel.controls["norm"].value = "none"  # structural: the running race restarts with it
-    time.sleep(0.5)
+    spy.wait_for(lambda: any(cfg["norm"] == "none" for cfg, _ in spy.trainers), "a restart with norm none")
+    restarted = next(t for cfg, t in spy.trainers if cfg["norm"] == "none")
+    assert restarted.lr_schedule.base_lr == pytest.approx(0.02)  # the restart keeps the live LR
     panel.buttons["stop"].click()
     panel.wait(120)
     norms = [cfg["norm"] for cfg, _ in panel.runs_done]
