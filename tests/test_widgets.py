@@ -200,6 +200,24 @@ def test_race_live_lr_and_structural_restart(monkeypatch):
     assert norms[0] == "bn" and "none" in norms
 
 
+# ----- DSTPanel ---------------------------------------------------------------------------------------------
+def test_dst_panel_redraws_at_every_topology_update(monkeypatch):
+    """A topology update is drawn when it arrives, not only when the step-rate throttle happens to be ready."""
+    from sparseopt_edu.widgets import DSTPanel, DSTState
+
+    state = DSTState.default(dataset="digits", epochs=1, n_train=1024, n_test=128, hidden=32, delta_t=2,
+                             batch_size=64, log_every=2)
+    panel = DSTPanel(state, mode="blocking")
+    panel.throttle = Throttle(1e-6)  # step-rate redraws: the first only
+    panel.topology_throttle = Throttle(1e9)  # redraws at updates: every one
+    drawn = []
+    real_flush = panel._flush
+    monkeypatch.setattr(panel, "_flush", lambda: (drawn.append(len(panel.updates)), real_flush())[1])
+    panel.run()
+    n = len(panel.updates)
+    assert n >= 3 and set(range(1, n + 1)) <= set(drawn), (n, drawn)
+
+
 def test_race_reset_clears_curves():
     panel = RacePanel(tiny_race(), mode="blocking")
     panel.run()

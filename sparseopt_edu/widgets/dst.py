@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 from .. import diagnostics
 from ..fast import is_fast, pick
 from .base import TrainingPanel
+from .controller import Throttle
 from .engine import make_trainer
 
 METHOD_LABELS = {"static": "static", "set": "SET", "rigl": "RigL", "srigl": "SRigL"}
@@ -84,6 +85,7 @@ class DSTPanel(TrainingPanel):
         self._bind("delta_t", W.IntSlider(value=st.delta_t, min=5, max=100, step=5, description="ΔT", style=sw))
         self._bind("lr", W.FloatLogSlider(value=st.lr, base=10, min=-3, max=0, step=0.1, description="lr",
                                           readout_format=".3f", style=sw))
+        self.topology_throttle = Throttle(20.0)  # redraws at topology updates (``throttle``: between them)
         self.updates: list[dict] = []
         self.hist0: list[int] = []
         self.hist: list[int] = []
@@ -171,7 +173,15 @@ class DSTPanel(TrainingPanel):
                 self.hist = self._first_hist(ev.trainer)
             elif ev.kind == "end":
                 flag["reason"] = ev.data.get("reason")
-            if self.throttle.ready() or ev.kind == "topology" and self.throttle.ready():
+            # The four plots change only at a topology update: draw each one when it arrives (at most
+            # ``topology_throttle``'s rate, for ΔT steps faster than the eye); between updates, the step count
+            # and the status follow at the slower ``throttle`` rate.
+            if ev.kind == "topology" and self.topology_throttle.ready():
+                self.throttle.force()  # the next step-rate redraw waits a full interval after this one
+                redraw = True
+            else:
+                redraw = self.throttle.ready()
+            if redraw:
                 self._flush()
                 self._show_idle("running")
 
