@@ -20,6 +20,20 @@ STRUCTURAL_MARK = "⟳"
 LIVE_MARK = "⚡"
 
 
+def rename_traces(fig, names: dict[int, str]) -> None:
+    """Set trace names (index -> name) in a batch of their own, after the batch that moved the data.
+
+    Why not in the data batch: plotly sends one batched restyle whose ``name`` list holds "undefined" for every
+    edited trace whose name did not change, and plotly.js resets those names to its default "trace N" (seen in
+    notebook 02's legend). A batch that sets the same properties on every trace it touches is safe.
+    """
+    changed = {i: n for i, n in names.items() if fig.data[i].name != n}
+    if changed:
+        with fig.batch_update():
+            for i, n in changed.items():
+                fig.data[i].name = n
+
+
 class Panel:
     """Base class. Subclasses set ``STRUCTURAL``/``LIVE`` (state field names) and implement ``_handle``."""
 

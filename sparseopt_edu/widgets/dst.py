@@ -22,6 +22,14 @@ from .controller import Throttle
 from .engine import make_trainer
 
 METHOD_LABELS = {"static": "static", "set": "SET", "rigl": "RigL", "srigl": "SRigL"}
+SLOPE_TITLE = "skew slope after each update"
+# A slope needs neurons at >= 3 different densities (engine._skew_summary gives None otherwise): SRigL's
+# constant fan-in leaves at most two (B // n and B // n + 1 weights), so there is nothing to fit, by design.
+NO_SLOPE = "no slope to fit: equal fan-ins (±1 weight)"
+
+
+def _fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,7 @@ class DSTPanel(TrainingPanel):
     def _build_figure(self) -> go.FigureWidget:
         fig = make_subplots(rows=2, cols=2, vertical_spacing=0.16, horizontal_spacing=0.1, subplot_titles=(
             "fan-in histogram, first sparse layer", "fan-in heterogeneity (CV) per update",
-            "ITOP rate (union of masks seen)", "skew slope after each update"))
+            "ITOP rate (union of masks seen)", SLOPE_TITLE))
         fig.add_trace(go.Bar(x=[], y=[], name="at start", marker_color="lightgray"), 1, 1)
         fig.add_trace(go.Bar(x=[], y=[], name="now", marker_color="#d62728", opacity=0.7), 1, 1)
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="fan-in CV", line=dict(color="#9467bd")), 1, 2)
@@ -122,9 +130,16 @@ class DSTPanel(TrainingPanel):
         head = f"{METHOD_LABELS[st.method]} · sparsity {st.sparsity:.2f} · {st.norm} · step {self.step}"
         if self.updates:
             u = self.updates[-1]
-            head += (f"<br>update {len(self.updates)}: ITOP {u['itop']:.2f} · fan-in CV {u['fan_in_cv']:.2f} · "
-                     f"slope {u['slope_raw']:+.2f} raw")
+            slope = (NO_SLOPE if u["slope_raw"] is None else f"slope {u['slope_raw']:+.2f} raw")
+            head += (f"<br>update {len(self.updates)}: ITOP {_fmt(u['itop'], '.2f')} · "
+                     f"fan-in CV {_fmt(u['fan_in_cv'], '.2f')} · {slope}")
         return head
+
+    def _slope_title(self) -> str:
+        """The skew-slope subplot's title; says why it stays empty when no update had a slope to fit (SRigL)."""
+        if self.updates and all(r["slope_raw"] is None for r in self.updates):
+            return f"skew slope after each update: {NO_SLOPE}"
+        return SLOPE_TITLE
 
     def _flush(self) -> None:
         u = self.updates
@@ -139,6 +154,7 @@ class DSTPanel(TrainingPanel):
             d[4].x, d[4].y = steps, [r["slope_raw"] for r in u]
             d[5].x, d[5].y = steps, [r["slope_corrected"] for r in u]
             self.figure.layout.title.text = self.title_text()
+            self.figure.layout.annotations[3].text = self._slope_title()
 
     def _clear(self) -> None:
         self.updates, self.hist0, self.hist, self.step = [], [], [], 0

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..fast import is_fast, pick
-from .base import TrainingPanel
+from .base import TrainingPanel, rename_traces
 from .engine import make_trainer
 
 ARMS = (False, True)  # sparseopt off (baseline), on
@@ -154,8 +154,12 @@ class RacePanel(TrainingPanel):
                           legend=dict(orientation="h", y=-0.2))
         return go.FigureWidget(fig)
 
+    @staticmethod
+    def _index(col: int, on: bool, part: int) -> int:
+        return (col - 1) * 6 + (3 if on else 0) + part
+
     def _trace(self, col: int, on: bool, part: int):
-        return self.figure.data[(col - 1) * 6 + (3 if on else 0) + part]
+        return self.figure.data[self._index(col, on, part)]
 
     def _flush(self) -> None:
         st = self.state
@@ -169,8 +173,8 @@ class RacePanel(TrainingPanel):
                     self._trace(col, on, 0).x, self._trace(col, on, 0).y = xs, lo
                     self._trace(col, on, 1).x, self._trace(col, on, 1).y = xs, hi
                     self._trace(col, on, 2).x, self._trace(col, on, 2).y = xs, mean
-                    self._trace(col, on, 2).name = arm_name(on, st.optimizer)
             self.figure.layout.title.text = self.title_text()
+        rename_traces(self.figure, {self._index(col, on, 2): arm_name(on, st.optimizer) for col in (1, 2) for on in ARMS})
 
     def title_text(self) -> str:
         st = self.state

@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from .. import diagnostics
 from ..fast import pick
-from .base import Panel
+from .base import Panel, rename_traces
 from .controller import Requests
 
 NORM_LABELS = {"bn": "BatchNorm", "ln": "LayerNorm", "gn": "GroupNorm", "none": "no norm"}
@@ -120,7 +120,7 @@ class SkewPanel(Panel):
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="measured, norm", line=dict(color="#d62728")), 1, 1)
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="measured, no norm",
                                  line=dict(color="#1f77b4")), 1, 1)
-        fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="slider",
+        fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="slider's sparsity",
                                  marker=dict(size=14, color="black", symbol="x")), 1, 1)
         fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="raw |grad|", marker=dict(size=5, color="#d62728", opacity=0.6)), 1, 2)
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name="raw fit", line=dict(color="#d62728")), 1, 2)
@@ -161,16 +161,16 @@ class SkewPanel(Panel):
         with self.figure.batch_update():
             f = self.figure.data
             f[1].x, f[1].y = grid, [m["ratio"] for m in measured]
-            f[1].name = f"measured, {NORM_LABELS[st.norm]}"
             f[2].x, f[2].y = (grid, [m["ratio"] for m in plain]) if plain else ([], [])
             f[3].x, f[3].y = [st.sparsity], [point["ratio"]]
             f[4].x, f[4].y = d, sc["raw"].numpy()
             f[5].x, f[5].y = xs, fit(sc["raw"], sc["slope_raw"])
-            f[5].name = f"raw fit, slope {sc['slope_raw']:+.2f}"
             f[6].x, f[6].y = d, sc["corrected"].numpy()
             f[7].x, f[7].y = xs, fit(sc["corrected"], sc["slope_corrected"])
-            f[7].name = f"corrected fit, slope {sc['slope_corrected']:+.2f}"
             self.figure.layout.title.text = self.title_text()
+        rename_traces(self.figure, {1: f"measured, {NORM_LABELS[st.norm]}",
+                                    5: f"raw fit, slope {sc['slope_raw']:+.2f}",
+                                    7: f"corrected fit, slope {sc['slope_corrected']:+.2f}"})
         self.set_status(f"sparsity {st.sparsity:.2f} · norm {st.norm} · seeds {st.seeds} (from seed {st.seed}) · "
                         f"ratio {point['ratio']:.2f} ± {point['std']:.2f}, theory {point['theory']:.2f} · "
                         f"{self.mode_text()}")

@@ -53,6 +53,11 @@ def test_skew_panel_slider_and_norm(page, lab_server):
     s0, r0, t0 = _ratio_title(page)
     assert s0 == pytest.approx(0.90) and 2.4 < r0 < 3.8, t0
     screenshot(page, "interact_02_initial", full_page=True)
+    fig = page.locator(".js-plotly-plot").first
+    fig.scroll_into_view_if_needed()
+    fig.screenshot(path=str(screenshot(page, "interact_02_fig3")))  # the figure itself, legend included
+    legend = fig.locator(".legendtext").all_text_contents()
+    assert len(legend) == 8 and not [t for t in legend if re.fullmatch(r"trace \d+", t.strip())], legend
 
     handle = page.locator(SEL_SLIDER_HANDLE).first
     handle.scroll_into_view_if_needed()

@@ -1,0 +1,147 @@
+"""What a learner sees on the panels, checked without a browser (issue 16: items 1 and 6).
+
+The legend check replays every message a FigureWidget sends to the browser on a copy of the figure's initial
+state, with plotly.js's rules, so it sees the names the browser draws (not the ones Python holds).
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+pytest.importorskip("plotly")
+
+from plotly.basedatatypes import Undefined  # noqa: E402
+from plotly.basewidget import BaseFigureWidget  # noqa: E402
+
+from sparseopt_edu.widgets import (  # noqa: E402
+    DSTPanel,
+    DSTState,
+    NeuronStepPanel,
+    NeuronStepState,
+    RacePanel,
+    RaceState,
+    SkewPanel,
+    SkewState,
+)
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch):
+    monkeypatch.setenv("SPARSEOPT_EDU_FAST", "1")
+    for var in ("VOILA_KERNEL_ID", "VOILA_BASE_URL", "VOILA_SERVER_URL", "VOILA_APP_PORT", "VOILA_PREHEAT"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def tiny_dst(**kw) -> DSTState:
+    # 1024 samples / batch 64 = 16 steps, an update every 2 steps until t_end: a few topology events
+    base = dict(epochs=1, n_train=1024, n_test=128, hidden=32, delta_t=2, batch_size=64, log_every=2)
+    base.update(kw)
+    return DSTState.default(**base)
+
+
+# ----- item 1: SRigL in notebook 03's panel ---------------------------------------------------------------
+def test_dst_panel_runs_srigl_and_says_why_there_is_no_slope():
+    panel = DSTPanel(tiny_dst(method="rigl"), mode="blocking")
+    panel.set(method="srigl")  # the learner's click on the SRigL toggle
+    panel.run()
+    assert panel.error is None and "error" not in panel.status.value, panel.status.value
+    assert panel.state.method == "srigl" and len(panel.updates) >= 2
+    # SRigL keeps every neuron at the same fan-in (B // n or B // n + 1): no density spread, no slope to fit
+    assert all(u["slope_raw"] is None for u in panel.updates)
+    assert all(u["fan_in_cv"] is not None and u["fan_in_cv"] < 0.1 for u in panel.updates)
+    title = panel.figure.layout.title.text
+    assert "SRigL" in title and "ITOP" in title and "no slope to fit" in title, title
+    slope_title = panel.figure.layout.annotations[3].text
+    assert "no slope to fit" in slope_title, slope_title
+
+
+def test_dst_panel_rigl_keeps_its_slope():
+    panel = DSTPanel(tiny_dst(method="rigl"), mode="blocking")
+    panel.run()
+    assert any(u["slope_raw"] is not None for u in panel.updates)
+    assert "raw" in panel.figure.layout.title.text and "no slope" not in panel.figure.layout.annotations[3].text
+
+
+# ----- item 6: every trace in a legend has a name, as the browser draws it ------------------------------------
+class BrowserMirror:
+    """The trace list each FigureWidget's browser view holds: the initial data plus every restyle/update."""
+
+    def __init__(self, monkeypatch):
+        self.sent: dict[int, list] = {}
+        mirror = self
+
+        def restyle(fig, restyle_data, trace_indexes=None, source_view_id=None):
+            mirror.sent.setdefault(id(fig), []).append((restyle_data, trace_indexes))
+            return orig_restyle(fig, restyle_data, trace_indexes, source_view_id)
+
+        def update(fig, restyle_data, relayout_data, trace_indexes=None, source_view_id=None):
+            mirror.sent.setdefault(id(fig), []).append((restyle_data, trace_indexes))
+            return orig_update(fig, restyle_data, relayout_data, trace_indexes, source_view_id)
+
+        orig_restyle, orig_update = BaseFigureWidget._send_restyle_msg, BaseFigureWidget._send_update_msg
+        monkeypatch.setattr(BaseFigureWidget, "_send_restyle_msg", restyle)
+        monkeypatch.setattr(BaseFigureWidget, "_send_update_msg", update)
+
+    def traces(self, fig) -> list[dict]:
+        """plotly.js's view: a value per trace (cycled); undefined or null resets the attribute (measured in
+        JupyterLab: a batch that renamed one trace showed "trace 2" for the others it touched)."""
+        data = copy.deepcopy(fig._widget_data)  # what the view started from (set when the widget was built)
+        for restyle_data, indexes in self.sent.get(id(fig), []):
+            indexes = list(range(len(data))) if indexes is None else list(indexes)
+            for prop, values in restyle_data.items():
+                values = values if isinstance(values, list) else [values]
+                for k, i in enumerate(indexes):
+                    v = values[k % len(values)]
+                    if v is Undefined or v is None:
+                        data[i].pop(prop, None)
+                    else:
+                        data[i][prop] = v
+        return data
+
+
+def unnamed_in_legend(fig, traces: list[dict]) -> list[str]:
+    if fig.layout.showlegend is False:
+        return []
+    return [f"trace {i} ({t.get('type')})" for i, t in enumerate(traces)
+            if t.get("showlegend", True) is not False and not str(t.get("name") or "").strip()]
+
+
+@pytest.fixture
+def mirror(monkeypatch):
+    return BrowserMirror(monkeypatch)
+
+
+def test_skew_panel_legend_names_every_trace(mirror):
+    panel = SkewPanel(SkewState(seeds=1, n_samples=128, hidden=32, neurons=32), mode="blocking")
+    assert not unnamed_in_legend(panel.figure, mirror.traces(panel.figure))  # as first displayed (Fig. 3)
+    panel.set(sparsity=0.5)
+    panel.set(norm="none")
+    panel.set(norm="ln")
+    shown = mirror.traces(panel.figure)
+    assert not unnamed_in_legend(panel.figure, shown)
+    assert [t["name"] for t in shown] == [t.name for t in panel.figure.data]  # the browser agrees with Python
+
+
+def test_dst_panel_legend_names_every_trace(mirror):
+    panel = DSTPanel(tiny_dst(method="set"), mode="blocking")
+    panel.run()
+    assert not unnamed_in_legend(panel.figure, mirror.traces(panel.figure))
+
+
+def test_race_panel_legend_names_every_trace(mirror):
+    panel = RacePanel(RaceState(seeds=1, epochs=1, delta_t=5, hidden=32, log_every=2, method="static"),
+                      mode="blocking")
+    panel.run()
+    panel.set(optimizer="adam")
+    panel.run()  # renames both arms in the middle of a data batch
+    shown = mirror.traces(panel.figure)
+    assert not unnamed_in_legend(panel.figure, shown)
+    assert any("Adam" in str(t.get("name")) for t in shown)
+
+
+def test_neuron_step_panel_legend_names_every_trace(mirror):
+    panel = NeuronStepPanel(NeuronStepState(steps=3, hidden=32, dataset="digits"))
+    panel.show_step(2)
+    assert not unnamed_in_legend(panel.figure, mirror.traces(panel.figure))
