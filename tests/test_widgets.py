@@ -68,6 +68,19 @@ def test_controller_is_thread_safe():
     assert len(c.log) == 800
 
 
+def test_controller_has_no_dead_methods():
+    """Every public method or property of the Controller is used by the panels (``wait`` was not: removed)."""
+    import re
+    from pathlib import Path
+
+    import sparseopt_edu
+
+    src = "\n".join(p.read_text() for p in Path(sparseopt_edu.__file__).parent.rglob("*.py"))
+    public = [n for n in vars(Controller) if not n.startswith("_")]
+    unused = [n for n in public if not re.search(rf"controller\.{n}\b", src)]
+    assert not unused and "wait" not in public, f"Controller members no panel uses: {unused or ['wait']}"
+
+
 def test_throttle_limits_rate():
     th = Throttle(5.0)
     assert th.ready() and not th.ready()

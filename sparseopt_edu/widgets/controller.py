@@ -84,39 +84,34 @@ class Controller:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
         self._req = Requests()
         self.serving = False
         self.log: list[tuple] = []
 
     # ----- writers (widget callbacks, any thread) -------------------------------------------------------
     def request_start(self) -> None:
-        with self._cond:
+        with self._lock:
             self._req.start = True
             self._req.stop = False
             self.log.append(("start",))
-            self._cond.notify_all()
 
     def request_stop(self) -> None:
-        with self._cond:
+        with self._lock:
             self._req.stop = True
             self._req.start = False
             self.log.append(("stop",))
-            self._cond.notify_all()
 
     def request_reset(self) -> None:
-        with self._cond:
+        with self._lock:
             self._req.reset = True
             self._req.start = False
             self.log.append(("reset",))
-            self._cond.notify_all()
 
     def set_param(self, name: str, value, structural: bool) -> None:
-        with self._cond:
+        with self._lock:
             self._req.params[name] = value
             self._req.structural |= bool(structural)
             self.log.append(("set", name, value))
-            self._cond.notify_all()
 
     # ----- readers (the loop) ---------------------------------------------------------------------------
     @property
@@ -152,10 +147,6 @@ class Controller:
                 return False
             self.serving = False
             return True
-
-    def wait(self, timeout: float) -> None:
-        with self._cond:
-            self._cond.wait(timeout)
 
 
 class Throttle:
