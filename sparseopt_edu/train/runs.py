@@ -13,7 +13,9 @@ import json
 import os
 import shutil
 import socket
+import stat
 import tempfile
+import threading
 import unicodedata
 
 try:
@@ -21,13 +23,47 @@ try:
 except ImportError:  # Windows: a lock file whose pid is dead is taken over instead
     fcntl = None
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+PROC_STATUS = "/proc/self/status"  # Linux >= 4.7 shows the umask there ("Umask:\t0022")
+_probe_lock = threading.Lock()
+_probed_umask: int | None = None
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it.
+
+    ``os.umask`` can only read the mask by setting a new one; setting it and back, even at import, gives any file
+    another thread creates in between the wrong mode. Linux shows the mask in /proc/self/status (read at every
+    call, so a later ``os.umask`` by the user is followed); elsewhere a probe file in a fresh private folder shows
+    it once (cached; a process changing its umask later is not followed there).
+    """
+    try:
+        with open(PROC_STATUS) as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    global _probed_umask
+    with _probe_lock:
+        if _probed_umask is None:
+            _probed_umask = _probe_umask()
+        return _probed_umask
+
+
+def _probe_umask() -> int:
+    """Create a file with mode 0777 and see which bits the kernel took away."""
+    folder = tempfile.mkdtemp(prefix=TMP_PREFIX + "umask-")
+    try:
+        path = os.path.join(folder, "probe")
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o777))
+        return 0o777 & ~stat.S_IMODE(os.stat(path).st_mode)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _public(path: str) -> None:
     """mkstemp creates files 0600; give them the permissions a plain open() would (0666 minus the umask)."""
-    os.chmod(path, 0o666 & ~_UMASK)
+    os.chmod(path, 0o666 & ~current_umask())
 
 CONFIG = "config.json"
 HISTORY_JSON = "history.json"
@@ -236,7 +272,7 @@ class RunLock:
         if self._fd is not None:
             return self
         os.makedirs(self.run_dir, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # the kernel applies the umask
         try:
             if fcntl is not None:
                 try:
