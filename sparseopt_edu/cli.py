@@ -222,22 +222,28 @@ _NOT_FLAGS = ("run_dir", "resume")
 
 def _config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
     """One flag per TrainConfig field (``--weight-decay 5e-4``, ``--no-sparseopt``); unset flags keep defaults."""
-    from dataclasses import fields
+    from dataclasses import MISSING, fields
 
-    from .train.config import AUTO_BOOL, TrainConfig  # noqa: F401  (light: no torch work at import)
+    from .train.config import CHOICES, HELP, TrainConfig  # light: no torch work at import
 
     group = parser.add_argument_group("training config (TrainConfig fields; defaults as in docs/TRAINER_API.md)")
     group.add_argument("--config", metavar="FILE.json", help="start from this JSON config; flags override it")
-    defaults = TrainConfig.__dataclass_fields__
     for f in fields(TrainConfig):
         if f.name in _NOT_FLAGS or f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
-        default = defaults[f.name].default
-        kw = {"dest": f"cfg_{f.name}", "default": argparse.SUPPRESS}
+        default = f.default_factory() if f.default is MISSING else f.default
+        # default=SUPPRESS (an unset flag keeps the config's value), so --help states the default itself
+        text = HELP[f.name]
+        if "(default:" not in text:
+            shown = {True: "on", False: "off"}.get(default, default) if isinstance(default, bool) else default
+            text += f" (default: {'none' if shown in ((), {}) else shown})"
+        kw = {"dest": f"cfg_{f.name}", "default": argparse.SUPPRESS, "help": text.replace("%", "%%")}
         if isinstance(default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
             continue
+        if f.name in CHOICES and default != "auto":  # values are checked by TrainConfig (one error message)
+            kw["metavar"] = "{" + ",".join(CHOICES[f.name]) + "}"
         if default == "auto" and f.name in ("amp", "channels_last", "cuda_graphs", "progress", "sync_bn"):
             kw.update(type=_auto_bool, metavar="auto|on|off")
         elif f.name == "dense_layers":
@@ -251,11 +257,12 @@ def _config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
         elif f.name == "max_grad_norm":
             kw.update(type=_float_or_none, metavar="X")
         elif isinstance(default, int):
-            kw.update(type=_integer)
+            kw.update(type=_integer, metavar="N")
         elif isinstance(default, float):
-            kw.update(type=_number)
+            kw.update(type=_number, metavar="X")
         else:
             kw.update(type=str)
+            kw.setdefault("metavar", {"device": "auto|cpu|cuda[:N]", "data_root": "DIR"}.get(f.name, "NAME"))
         group.add_argument(flag, **kw)
 
 
@@ -532,7 +539,27 @@ def _check_grid(args) -> None:
         raise CliError(f"--sparsities must be numbers in (0, 1), got {bad or 'none'}")
 
 
-def _run_grid(base, variants, args, out, title, echo=True):
+def _epoch_progress(jobs):
+    """A callback that prints a line when each run starts and at each of its epochs (a long run is not silent)."""
+    names = {os.path.abspath(j.config.run_dir): j.name for j in jobs if j.config.run_dir}
+
+    def callback(ev):
+        run_dir = ev.trainer.config.run_dir if ev.trainer is not None else None
+        name = names.get(os.path.abspath(run_dir)) if run_dir else None
+        if name is None or not getattr(ev.trainer, "is_main", True):
+            return
+        epochs = ev.trainer.config.epochs
+        if ev.kind == "start":
+            print(f"  {name:36s} started ({epochs} epochs, {ev.data.get('device')})", flush=True)
+        elif ev.kind == "epoch":
+            d = ev.data
+            print(f"  {name:36s} epoch {d['epoch']}/{epochs}  train loss {_fmt(d['train_loss'])}  "
+                  f"test acc {_fmt(d['test_acc'], True)}  {d['time_s']:.1f}s", flush=True)
+
+    return callback
+
+
+def _run_grid(base, variants, args, out, title, echo=True, epochs_echo=False):
     from .train import grid
 
     from .train.runs import check_writable
@@ -562,7 +589,8 @@ def _run_grid(base, variants, args, out, title, echo=True):
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
     try:
-        rows = grid.run(jobs, parallel=parallel, on_result=progress)
+        rows = grid.run(jobs, parallel=parallel, on_result=progress,
+                        callbacks=[_epoch_progress(jobs)] if echo and epochs_echo else ())
     except KeyboardInterrupt:
         if finished:
             print(f"sparseopt-edu: interrupted: results.csv and results.md in {out} hold the {len(finished)} of "
@@ -575,7 +603,8 @@ def _run_grid(base, variants, args, out, title, echo=True):
     return rows, paths
 
 
-def _write_compare_report(rows, out, title, sections=()):
+def _write_compare_report(rows, out, title, sections=(), notes=()):
+    """report.html: ``sections`` (HTML), the summary table, ``notes`` (HTML, read with the table), the curves."""
     from . import report
     from .train import grid
 
@@ -586,7 +615,7 @@ def _write_compare_report(rows, out, title, sections=()):
               "(pip install plotly)", file=sys.stderr)
         return "(no report.html: plotly missing)"
     table = report.markdown_to_html_table(grid.markdown_table(grid.summarize(rows)))
-    html = report.page(title, report.convergence_figures(rows), [*sections, table])
+    html = report.page(title, report.convergence_figures(rows), [*sections, table, *notes])
     return report.write(os.path.join(out, "report.html"), html)
 
 
@@ -781,7 +810,7 @@ def reproduce_cmd(args: argparse.Namespace) -> int:
             raise CliError(str(e)) from None
     base = table2_config(args)
     out = args.out or os.path.join("runs", f"table2-{args.dataset}-{args.epochs}ep")
-    rows, paths = _run_grid(base, variants, args, out, "Table 2 reproduction")
+    rows, paths = _run_grid(base, variants, args, out, "Table 2 reproduction", epochs_echo=True)
     table = format_table2(rows, args.epochs)
     note = {"cifar100": "",
             "fashion_mnist": f"\nNote: real Fashion-MNIST (1 x 28 x 28, 10 classes), not the paper's CIFAR-100; "
@@ -820,10 +849,15 @@ def _demo_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: 1 epoch, 1 seed
 
 
+DEMO_NOTE = ("At this scale the race usually shows no visible difference (docs/method.md section 4b): BN's scale "
+             "invariance re-equalises the relative steps; the paper's gains are ~1 point on CIFAR-100 at 100 epochs.")
+
+
 @command("demo", configure=_demo_args)
 @_guarded
 def demo_cmd(args: argparse.Namespace) -> int:
     """The headless tour on real digits: Fig. 3 skew numbers, then dense vs RigL vs RigL + SparseOpt at 90 percent sparsity."""
+    import html as html_lib
     import time
 
     import torch
@@ -852,11 +886,11 @@ def demo_cmd(args: argparse.Namespace) -> int:
     rows, paths = _run_grid(base, list(grid.DEFAULT_VARIANTS), ns, args.out, "Demo: digits, 90% sparsity")
     print()
     print(grid.markdown_table(grid.summarize(rows)))
-    print("At this scale the race usually shows no visible difference (docs/method.md section 4b): BN's scale "
-          "invariance re-equalises the relative steps; the paper's gains are ~1 point on CIFAR-100 at 100 epochs.")
+    print(DEMO_NOTE)
 
     skew_html = f"<h2>Gradient skew at 90% sparsity</h2><pre>{format_skew(rows_skew)}</pre>"
-    html = _write_compare_report(rows, args.out, "sparseopt-edu demo", [skew_html])
+    note_html = f"<p><b>What this race can show.</b> {html_lib.escape(DEMO_NOTE)}</p>"  # as the console says
+    html = _write_compare_report(rows, args.out, "sparseopt-edu demo", [skew_html], notes=[note_html])
     print(f"wrote {paths['csv']}, {paths['md']}, {html}  ({time.perf_counter() - t0:.0f}s)")
     return 0
 

@@ -77,3 +77,72 @@ def load_meta(folder: str = RESULTS_DIR) -> list[dict]:
         with open(path) as fh:
             out.append({"file": os.path.basename(path), **json.load(fh).get("meta", {})})
     return out
+
+
+def select(rows: list[dict], **fields) -> list[dict]:
+    """The rows whose fields equal ``fields`` (e.g. ``variant="rigl", sparsity=0.95, epochs=30``)."""
+    return [r for r in rows if all(r.get(k) == v for k, v in fields.items())]
+
+
+def as_histories(rows: list[dict]) -> list[dict]:
+    """Rows as History-like dicts (``epoch``, ``test_acc``, ``train_loss``) for ``viz.convergence_curves``."""
+    return [{"epoch": list(range(1, len(r["curves"]["test_acc"]) + 1)), **r["curves"]} for r in rows]
+
+
+def table(rows: list[dict], epochs: int = EPOCHS) -> list[dict]:
+    """Our Table 2 on Fashion-MNIST: final test accuracy (%) mean and std over seeds per (sparsity, arm), beside
+    the paper's CIFAR-100 cell at 100 epochs (where it has one)."""
+    from .paper import TABLE2
+
+    out = []
+    for sparsity in sorted({r["sparsity"] for r in rows if r["method"] == "rigl" and r["epochs"] == epochs}):
+        for variant, label in (("rigl", "baseline"), ("rigl+sparseopt", "sparseopt")):
+            accs = [100 * r["test_acc"] for r in select(rows, variant=variant, sparsity=sparsity, epochs=epochs)]
+            if not accs:
+                continue
+            mean = sum(accs) / len(accs)
+            std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else 0.0
+            paper = TABLE2.get((round(sparsity, 2), label), {}).get(100)
+            out.append({"sparsity": sparsity, "method": label, "mean": mean, "std": std, "seeds": len(accs),
+                        "values": accs, "paper_100ep": paper})
+    return out
+
+
+def format_table(cells: list[dict], epochs: int = EPOCHS) -> str:
+    lines = [f"sparsity  arm        ours: Fashion-MNIST {epochs} ep   paper: CIFAR-100 100 ep",
+             "--------  ---------  -------------------------   ----------------------"]
+    for c in cells:
+        paper = f"{c['paper_100ep'][0]:.2f} ± {c['paper_100ep'][1]:.2f}" if c["paper_100ep"] else "—"
+        lines.append(f"{c['sparsity']:>7.0%}   {c['method']:9s}  {c['mean']:6.2f} ± {c['std']:.2f} (n={c['seeds']})"
+                     f"{'':9s}{paper}")
+    return "\n".join(lines)
+
+
+def comparisons(rows: list[dict], kind: str, epochs: int | None = EPOCHS, method: str | None = None) -> list[dict]:
+    """The paired comparisons of one kind ("sparseopt", "grow_from", "scope_vs_baseline", "scope_vs_gradient")
+    among runs of ``epochs`` epochs (None: any length), optionally of one DST method, by sparsity."""
+    from .train import grid
+
+    out = [c for c in grid.paired_comparisons(rows) if c["kind"] == kind
+           and (epochs is None or c["treatment"]["epochs"] == epochs)
+           and (method is None or c["treatment"]["method"] == method)]
+    return sorted(out, key=lambda c: c["treatment"]["sparsity"])
+
+
+def format_verdicts(comps: list[dict], metrics=("test_acc", "error_area", "epochs_to_target")) -> str:
+    """One line per comparison and metric: difference, 95% interval, verdict (accuracies in points)."""
+    names = {"test_acc": ("final test acc", 100, "pts"), "best_test_acc": ("best test acc", 100, "pts"),
+             "error_area": ("mean test error", 100, "pts"), "epochs_to_target": ("epochs to baseline's final", 1, "ep"),
+             "itop": ("final ITOP", 100, "pts")}
+    lines = []
+    for c in comps:
+        t = c["treatment"]
+        for m in metrics:
+            d = c["metrics"].get(m)
+            if d is None or d["ci95"] is None:
+                continue
+            title, scale, unit = names[m]
+            lo, hi = (v * scale for v in d["ci95"])
+            lines.append(f"{t['method']} {t['sparsity']:.0%} {t['epochs']} ep  {title:27s} "
+                         f"{d['mean'] * scale:+6.2f} {unit} [{lo:+.2f}, {hi:+.2f}] n={d['n']}  {d['verdict']}")
+    return "\n".join(lines)

@@ -174,6 +174,7 @@ def table2_figure(ours: Sequence[Mapping] = (), epochs: int = 100, *, title: str
         fig.add_bar(x=xs, y=[c[0] for c in cells], error_y={"type": "data", "array": [c[1] for c in cells]},
                     name=f"paper: {method}", marker_color=COLORS[method], opacity=0.55,
                     offsetgroup=method, hovertemplate="%{y:.2f}%<extra>paper " + method + "</extra>")
+    shown: set[str] = set()  # one legend entry per label (one trace per sparsity)
     for row in ours:
         vals = list(row.get("values", []))
         mean = row.get("mean", sum(vals) / len(vals) if vals else float("nan"))
@@ -183,7 +184,9 @@ def table2_figure(ours: Sequence[Mapping] = (), epochs: int = 100, *, title: str
         fig.add_scatter(x=[f"{round(100 * row['sparsity'])}%"], y=[mean], mode="markers",
                         error_y={"type": "data", "array": [std]}, offsetgroup=method,
                         marker={"symbol": "diamond", "size": 12, "color": COLORS[method], "line": {"color": "black", "width": 1}},
-                        name=label, hovertemplate="%{y:.2f}%<extra>" + label + "</extra>")
+                        name=label, legendgroup=label, showlegend=label not in shown,
+                        hovertemplate="%{y:.2f}%<extra>" + label + "</extra>")
+        shown.add(label)
     values = [TABLE2[(s, m)][epochs][0] for s in TABLE2_SPARSITIES for m in ("baseline", "sparseopt")]
     for row in ours:
         values += [v for v in row.get("values", [row.get("mean")]) if v is not None and math.isfinite(v)]
@@ -226,3 +229,30 @@ def group_runs(runs: Sequence[Mapping], keys: Sequence[str] = ("sparsity", "spar
         cfg = run.get("config", {})
         groups.setdefault(tuple(cfg.get(k) for k in keys), []).append(run["history"])
     return groups
+
+
+# ------------------------------------------------------------------------------------- paired evidence
+def paired_differences(comparisons: Sequence[Mapping], metric: str = "test_acc", *, scale: float = 100.0,
+                       title: str | None = None, yaxis_title: str | None = None) -> go.Figure:
+    """Treatment - baseline per sparsity (mean over seeds, 95% t interval as error bars) and the zero line:
+    a bar whose interval crosses 0 shows no detectable difference. ``comparisons`` from ``convergence.compare_arms``."""
+    fig = go.Figure()
+    xs, ys, lo, hi, texts = [], [], [], [], []
+    for c in comparisons:
+        d = c["metrics"].get(metric)
+        if d is None or d["ci95"] is None:
+            continue
+        t = c["treatment"]
+        xs.append(f"{t['method']} {round(100 * t['sparsity'])}%" + (f" ({t['epochs']} ep)" if t.get("epochs") else ""))
+        ys.append(d["mean"] * scale)
+        lo.append((d["mean"] - d["ci95"][0]) * scale)
+        hi.append((d["ci95"][1] - d["mean"]) * scale)
+        texts.append(d["verdict"])
+    fig.add_scatter(x=xs, y=ys, mode="markers", marker={"size": 11, "color": COLORS["sparseopt"]},
+                    error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo},
+                    text=texts, hovertemplate="%{x}: %{y:+.2f} (%{text})<extra></extra>",
+                    name=f"mean difference, 95% interval ({comparisons[0]['metrics'][metric]['n'] if comparisons else 0} seeds)")
+    fig.add_hline(y=0, line={"color": "black", "dash": "dash", "width": 1})
+    _layout(fig, title=title or f"paired difference in {metric}", xaxis={"title": "", "automargin": True},
+            yaxis={"title": yaxis_title or metric, "zeroline": True}, showlegend=True)
+    return fig

@@ -23,6 +23,67 @@ SCHEDULES = ("constant", "cosine", "step", "linear")
 DISTRIBUTIONS = ("erk", "er", "uniform")
 AUTO_BOOL = ("auto", True, False)
 
+# The allowed values of the fields that take a name (validate() checks them; the CLI lists them in --help).
+CHOICES = {
+    "model": MODELS, "dataset": DATASETS, "norm": NORMS, "method": METHODS, "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES, "distribution": DISTRIBUTIONS, "grow_from": ("raw", "corrected"), "scope": SCOPES,
+    "skew_every": ("update", "never"), "init": ("dense", "sparse"), "ddp_grad_dtype": ("fp32", "bf16"),
+    **{name: AUTO_BOOL for name in ("amp", "channels_last", "cuda_graphs", "progress", "sync_bn")},
+}
+
+# One line per field: what it means (the CLI's --help text; tests/test_cli_help.py checks that none is missing).
+HELP = {
+    "model": "network to build (mlp: Linear-norm-ReLU layers; resnetNN: CIFAR-style ResNet)",
+    "dataset": "data to train on (digits, mnist_subset, shapes, fake need no download)",
+    "norm": "normalisation after each layer: bn BatchNorm, ln LayerNorm, gn GroupNorm, none",
+    "hidden": "MLP hidden width (mlp only)",
+    "depth": "number of MLP hidden layers (mlp only)",
+    "sparsity": "fraction of weights that are zero, in [0, 1) (ignored by --method dense)",
+    "distribution": "how the sparsity is shared among layers: erk, er (Erdos-Renyi), uniform",
+    "dense_layers": "layers kept dense, comma-separated module names (e.g. fc1,head)",
+    "method": "dynamic sparse training: dense (no mask), static (fixed mask), set, rigl, srigl",
+    "sparseopt": "wrap the optimizer in SparseOpt (the per-neuron correction); --no-sparseopt: masked baseline",
+    "scope": "what SparseOpt's per-neuron factor scales: the gradient (paper) or the update",
+    "optimizer": "inner optimizer",
+    "lr": "peak learning rate (after warm-up)",
+    "momentum": "SGD momentum (Adam and AdamW ignore it)",
+    "nesterov": "Nesterov momentum (SGD)",
+    "weight_decay": "weight decay (L2 for SGD/Adam, decoupled for AdamW)",
+    "schedule": "learning-rate schedule over the run",
+    "warmup_steps": "linear learning-rate warm-up, in steps",
+    "label_smoothing": "label smoothing of the cross-entropy, in [0, 1)",
+    "batch_size": "training batch size",
+    "epochs": "training epochs (--steps overrides it)",
+    "steps": "train this many optimizer steps instead of --epochs (default: use --epochs)",
+    "delta_t": "steps between topology updates (DST methods)",
+    "alpha": "initial drop fraction of a topology update, decayed by cosine to 0 at --t-end",
+    "t_end": "when topology updates stop, as a fraction of training in (0, 1]",
+    "t_end_steps": "when topology updates stop, as a step count (default: use --t-end)",
+    "grow_from": "rank growth candidates by the raw or the SparseOpt-corrected gradient (RigL, SRigL)",
+    "n_train": "use only the first N training examples (default: all)",
+    "n_test": "use only the first N test examples (default: all)",
+    "seed": "random seed (weights, masks, data order)",
+    "device": "auto (cuda if available, else cpu), cpu, or cuda[:N]",
+    "amp": "bf16 autocast on CUDA (auto: on a GPU, off on the CPU)",
+    "channels_last": "channels-last memory format for convolutions (auto: on a GPU)",
+    "compile": "torch.compile the model",
+    "cuda_graphs": "capture the training step in a CUDA graph (auto: on a GPU when the run allows it)",
+    "eval_every_epochs": "evaluate on the test set every N epochs (and after the last)",
+    "skew_every": "measure the gradient-skew metrics at every topology update, or never",
+    "checkpoint_every_epochs": "write checkpoint.pt every N epochs (with --name)",
+    "log_every": "record the training loss every N steps",
+    "progress": "show a progress bar (auto: on a terminal)",
+    "data_root": "folder holding downloaded data sets",
+    "download": "let torchvision download cifar10/cifar100/mnist into --data-root",
+    "data_kwargs": "options passed to the data set's builder, as JSON (e.g. '{\"size\": 16}')",
+    "init": "weight init: dense (the usual), or sparse (scaled to each neuron's live fan-in)",
+    "max_grad_norm": "clip the gradient norm to X (default: no clipping)",
+    "sync_bn": "under torchrun: SyncBatchNorm (auto: on CUDA), else per-rank BatchNorm statistics",
+    "ddp_grad_dtype": "under torchrun: all-reduce gradients in fp32, or compressed to bf16",
+    "run_dir": "folder the run writes to (the CLI's --runs/--name)",
+    "resume": "continue the run in run_dir from its checkpoint (the CLI's --resume)",
+}
+
 
 @dataclass
 class TrainConfig:
@@ -128,20 +189,8 @@ class TrainConfig:
                 left, right = "(" if lo_open else "[", ")" if hi_open else "]"
                 raise ValueError(f"{name} must be in {left}{lo}, {hi}{right}, got {v!r}")
 
-        choice("model", MODELS)
-        choice("dataset", DATASETS)
-        choice("norm", NORMS)
-        choice("method", METHODS)
-        choice("optimizer", OPTIMIZERS)
-        choice("schedule", SCHEDULES)
-        choice("distribution", DISTRIBUTIONS)
-        choice("grow_from", ("raw", "corrected"))
-        choice("scope", SCOPES)
-        choice("skew_every", ("update", "never"))
-        choice("init", ("dense", "sparse"))
-        choice("ddp_grad_dtype", ("fp32", "bf16"))
-        for name in ("amp", "channels_last", "cuda_graphs", "progress", "sync_bn"):
-            choice(name, AUTO_BOOL)
+        for name, options in CHOICES.items():
+            choice(name, options)
         for name in ("sparseopt", "nesterov", "compile", "resume", "download"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")  # noqa: TRY004 (config errors are ValueErrors)

@@ -199,7 +199,9 @@ def result_row(job: Job, history: dict) -> dict:
         "final_train_loss": loss[-1] if loss else None, "final_test_acc": acc[-1] if acc else None,
         "test_acc": acc[-1] if acc else None,
         "best_test_acc": max(acc) if acc else None, "itop": topology[-1]["itop"] if topology else None,
-        "time_s": sum(t or 0.0 for t in history["time_s"]),
+        # the run's wall time (training, evaluation, checkpoints, every resumed part): the epoch times leave out
+        # a stopped or interrupted epoch and one that ended in NaN, so a run stopped in its first epoch had 0.0
+        "time_s": meta["wall_s"] if meta.get("wall_s") is not None else sum(t or 0.0 for t in history["time_s"]),
         "reason": history["reason"], "device": meta.get("device_name") or meta.get("device"),
         "run_dir": cfg.run_dir,
         "curves": {"train_loss": list(history["train_loss"]), "test_acc": list(history["test_acc"])},

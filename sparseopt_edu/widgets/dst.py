@@ -138,7 +138,7 @@ class DSTPanel(TrainingPanel):
     def _slope_title(self) -> str:
         """The skew-slope subplot's title; says why it stays empty when no update had a slope to fit (SRigL)."""
         if self.updates and all(r["slope_raw"] is None for r in self.updates):
-            return f"skew slope after each update: {NO_SLOPE}"
+            return "skew slope: none to fit (equal fan-ins)"  # short: a subplot title does not wrap
         return SLOPE_TITLE
 
     def _flush(self) -> None:
