@@ -203,7 +203,11 @@ def write_app_settings(target_dir: Path) -> Path:
 
     target_dir.mkdir(parents=True, exist_ok=True)
     path = target_dir / "overrides.json"
-    path.write_text(json.dumps(overrides(), indent=2))
+    settings = overrides()
+    # never autosave: a test that runs a committed notebook for longer than the autosave interval (120 s) would
+    # otherwise write its outputs (plotly bundles, widget state) into the file under test
+    settings["@jupyterlab/docmanager-extension:plugin"] = {"autosave": False}
+    path.write_text(json.dumps(settings, indent=2))
     return path
 
 
