@@ -576,7 +576,7 @@ def _run_grid(base, variants, args, out, title, echo=True, epochs_echo=False):
         grid.write_results([finished[i] for i in sorted(finished)], out, title, config=base.to_dict())
         if echo:
             print(f"  {job.name:36s} test acc {_fmt(row['final_test_acc'], True):>8s}  "
-                  f"train loss {_fmt(row['final_train_loss'])}  {row['time_s']:.1f}s  ({row['reason']})", flush=True)
+                  f"train loss {_fmt(row['final_train_loss'])}  {grid.seconds(row['time_s'])}s  ({row['reason']})", flush=True)
 
     if echo:
         print(f"{len(jobs)} runs -> {out}", flush=True)

@@ -250,13 +250,18 @@ def _pm(m, s, scale=1.0, digits=2):
     return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
 
 
+def seconds(t) -> str:
+    """A duration for a table: one decimal, two below 1 s (a short run is not shown as 0.0)."""
+    return "n/a" if t is None else f"{t:.1f}" if t >= 1 else f"{t:.2f}"
+
+
 def markdown_table(summary: list[dict]) -> str:
     lines = ["| variant | sparsity | seeds | test acc (%) | final train loss | time/run (s) |",
              "|---|---|---|---|---|---|"]
     for r in summary:
         sp = "—" if r["variant"] == "dense" else f"{r['sparsity']:.0%}"
         lines.append(f"| {r['variant']} | {sp} | {r['seeds']} | {_pm(r['test_acc_mean'], r['test_acc_std'], 100)} "
-                     f"| {_pm(r['train_loss_mean'], r['train_loss_std'], 1, 4)} | {r['time_s_mean']:.1f} |")
+                     f"| {_pm(r['train_loss_mean'], r['train_loss_std'], 1, 4)} | {seconds(r['time_s_mean'])} |")
     return "\n".join(lines) + "\n"
 
 
