@@ -9,7 +9,7 @@ PORT   ?= 8888
 
 help:
 	@echo "make lab        set up, then open the course in JupyterLab"
-	@echo "make demo       set up, then run the headless demo (CPU, about 2 minutes)"
+	@echo "make demo       set up, then run the headless demo (CPU, well under a minute)"
 	@echo "make dashboard  set up, then serve the two playground notebooks with Voila"
 	@echo "make test       set up, then run every test (unit, notebooks, browser)"
 	@echo "make bench      run the benchmarks (GPU numbers need a GPU)"

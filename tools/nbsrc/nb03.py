@@ -89,11 +89,15 @@ md(r"""
   binomial spread of the initial random mask. SRigL holds every active neuron at the same fan-in by design.
 - **ITOP rises at each update** and flattens as the drop fraction decays (cosine) to 0 at T_end.
 - **The skew slope jumps at the updates.** Right at the start it is negative, as notebook 02 predicts
-  (sparser neurons, larger gradients per weight). With SET it stays at or below zero in our runs; with RigL it
-  turns clearly *positive* (about +1) after the first updates. Our reading (not a claim of the paper): RigL grows connections where
-  gradients are large, so the neurons that *become* dense are those with large gradients, a selection effect
-  that outweighs BN's 1/√(1 − sᵢ) at this scale. Either way, each update re-shapes the skew, which is why
-  SparseOpt recomputes its per-neuron scales after every mask change.
+  (sparser neurons, larger gradients per weight). After RigL's first updates it rises towards 0 and can turn
+  *positive*. Measured (notebook 05 §6, our extension, not a claim of the paper): RigL grows connections where
+  gradients are large, so the neurons that *become* dense are those with large gradients (a positive
+  correlation, about +0.2 to +0.5 per update, between a neuron's gradient scale and the density it gains). That
+  selection outweighs BN's 1/√(1 − sᵢ), and SparseOpt's +0.5, derived for a mask that ignores the gradients,
+  then moves the slope further from 0. With SET the slope can swing widely too, for another reason: its
+  fan-ins stay close together, and a slope fitted over a narrow density range is steep on a weak relation;
+  read it beside the fan-in spread. Either way, each update re-shapes the skew, which is why SparseOpt
+  recomputes its per-neuron scales after every mask change.
 """),
 code(r"""
 # NBVAL_CHECK_OUTPUT

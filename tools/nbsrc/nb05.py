@@ -186,15 +186,15 @@ print(f"RigL selects more than SET's random growth                              
 print(f"after RigL's updates the raw slope has risen above its first value        {'✓' if rise['rigl'] > 0 else '✗'}")
 """),
 md(r"""
-**What this means.** RigL's selection is clearly positive at every update (about +0.2 to +0.5 per update in our
-runs), and its updates spread the densities widely (density CV near 0.8–0.9 against 0.15 for the random start).
+**What this means.** RigL's selection is positive at every update (about +0.2 to +0.5 in our runs: the printed
+values), and its updates spread the densities widely (density CV 0.6–0.9 against about 0.15 for the random start).
 After a few updates density and gradient scale are *positively* related, so the raw slope rises from about −0.5
-to about 0 (what notebook 03's DST panel shows). SparseOpt's correction adds exactly +0.5 to that slope: it was
+towards 0 and above (what notebook 03's DST panel shows). SparseOpt's correction adds exactly +0.5 to that slope: it was
 derived for a mask that does not depend on the gradients, and on RigL's selected mask it over-corrects, moving
 the slope to about +0.5 and giving the dense, large-gradient neurons even larger steps than the sparse ones.
 
-SET grows at random, so its selection is weak (about +0.05 to +0.15: its drop is by magnitude, which still takes
-weights from neurons that learn little), yet its slope rises even more. The reason is the fit, not the
+SET grows at random, so its selection is weaker (about 0 to +0.3, smaller than RigL's on average: its drop is by
+magnitude, which still takes weights from neurons that learn little), yet its slope rises as much or more. The reason is the fit, not the
 mechanism: SET's densities stay binomially close (density CV about 0.16), and a slope is the covariance of log
 gradient and log density *divided by the variance of log density*, so over a narrow density range a weak relation
 gives a steep slope. A slope is a trustworthy skew measure only where the densities spread.
