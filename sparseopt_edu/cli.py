@@ -740,16 +740,11 @@ def _reproduce_args(parser: argparse.ArgumentParser) -> None:
 
 
 def table2_config(args):
-    """docs/method.md section 3 recipe: ResNet-20, SGD 0.1 Nesterov, cosine, wd 5e-4, batch 128, ERK, RigL defaults."""
-    from .train import TrainConfig
+    """docs/method.md section 3 recipe (``paper.table2_recipe``) with the command's sizes."""
+    from .paper import table2_recipe
 
-    data_kwargs = {"num_classes": 100} if args.dataset == "shapes" else {}
-    return TrainConfig(model="resnet20", dataset=args.dataset, norm="bn", distribution="erk", method="rigl",
-                       optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
-                       batch_size=args.batch_size, epochs=args.epochs, delta_t=args.delta_t, alpha=0.3, t_end=0.75,
-                       grow_from="raw", n_train=args.n_train, n_test=args.n_test, device=args.device,
-                       data_root=args.data_root, data_kwargs=data_kwargs, progress=False,
-                       log_every=100)  # a step log is a host sync: on a GPU, one per 100 steps (tables use epochs)
+    return table2_recipe(args.dataset, args.epochs, batch_size=args.batch_size, delta_t=args.delta_t,
+                         n_train=args.n_train, n_test=args.n_test, device=args.device, data_root=args.data_root)
 
 
 def format_table2(rows, epochs: int) -> str:
