@@ -27,6 +27,27 @@ LAYOUT = {"template": "plotly_white", "height": 380, "margin": {"l": 60, "r": 20
               "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0.0}}
 
 
+# Panel figures must fit the notebook column. Measured in JupyterLab 4.6 (plotly 7.1, anywidget): an autosized
+# FigureWidget is drawn at plotly's 700 px default and resized only when the window is, so the panels ask for a
+# width that fits the narrowest usual column: a 1280 px window with the file browser open leaves an 848 px
+# output area (968 px with it closed). Nothing may ask for more than MAX_FIXED_WIDTH.
+COLUMN_WIDTH = 840
+MAX_FIXED_WIDTH = 848
+LEGEND_GAP_PX = 58  # below the plot area: tick labels and the x-axis title come first
+
+
+def column_layout(height: int, top: int, bottom: int = 100, left: int = 60, right: int = 20) -> dict:
+    """Layout for a panel figure: COLUMN_WIDTH wide, ``height`` px, a horizontal legend under the x-axis titles.
+
+    The legend sits LEGEND_GAP_PX below the plot area whatever the height (plotly places it in plot fractions),
+    inside the bottom margin.
+    """
+    plot_h = height - top - bottom
+    return {"width": COLUMN_WIDTH, "height": height,
+            "margin": {"t": top, "b": bottom, "l": left, "r": right},
+            "legend": {"orientation": "h", "yanchor": "top", "x": 0.0, "y": -LEGEND_GAP_PX / plot_h}}
+
+
 def _layout(fig: go.Figure, **kw) -> go.Figure:
     fig.update_layout(**{**LAYOUT, **kw})
     return fig

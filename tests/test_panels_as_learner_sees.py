@@ -145,3 +145,52 @@ def test_neuron_step_panel_legend_names_every_trace(mirror):
     panel = NeuronStepPanel(NeuronStepState(steps=3, hidden=32, dataset="digits"))
     panel.show_step(2)
     assert not unnamed_in_legend(panel.figure, mirror.traces(panel.figure))
+
+
+# ----- item 12: every figure fits the notebook column ----------------------------------------------------
+def _panel_figures():
+    yield "02 skew", SkewPanel(SkewState(seeds=1, n_samples=128, hidden=32, neurons=32), mode="blocking").figure
+    yield "03 dst", DSTPanel(tiny_dst(method="set"), mode="blocking").figure
+    yield "04 race", RacePanel(RaceState(seeds=1, epochs=1, delta_t=5, hidden=32, log_every=2, method="static"),
+                               mode="blocking").figure
+    yield "04 neuron step", NeuronStepPanel(NeuronStepState(steps=3, hidden=32, dataset="digits")).figure
+
+
+def layout_problems(name: str, fig) -> list[str]:
+    """What would not fit a ~970 px column, or would overlap, in ``fig``'s layout (pixels from its height)."""
+    from sparseopt_edu.viz import MAX_FIXED_WIDTH
+
+    lay = fig.layout
+    out = []
+    # An autosized FigureWidget is drawn 700 px wide: that fits, and so does a fixed width up to the column's.
+    if lay.width is not None and lay.width > MAX_FIXED_WIDTH:
+        out.append(f"{name}: fixed width {lay.width} px (narrowest column {MAX_FIXED_WIDTH} px)")
+    height = lay.height or 450
+    plot_h = height - (lay.margin.t or 0) - (lay.margin.b or 0)
+    # Rows of subplots: row 1's x-axis tick labels and title sit above row 2's subplot title.
+    rows = sorted({tuple(ax.domain) for k in dir(lay) if k.startswith("yaxis") and (ax := getattr(lay, k)) is not None
+                   and ax.domain}, key=lambda d: d[0])
+    for low, high in zip(rows, rows[1:]):
+        gap_px = (high[0] - low[1]) * plot_h
+        if gap_px < 90:
+            out.append(f"{name}: {gap_px:.0f} px between subplot rows (axis title meets subplot title; need 90)")
+    leg = lay.legend
+    if lay.showlegend is not False and leg.y is not None and leg.y < 0:
+        below_px = -leg.y * plot_h if leg.yanchor == "top" else -leg.y * plot_h - 20
+        if below_px < 50:
+            out.append(f"{name}: legend {below_px:.0f} px under the plot, on the x-axis title (need 50)")
+        if below_px + 40 > (lay.margin.b or 0):
+            out.append(f"{name}: legend outside the bottom margin ({lay.margin.b} px)")
+    return out
+
+
+def test_every_panel_figure_fits_the_column_without_overlaps():
+    problems = [p for name, fig in _panel_figures() for p in layout_problems(name, fig)]
+    assert not problems, problems
+
+
+def test_library_figures_have_no_fixed_width():
+    from sparseopt_edu import viz
+
+    assert "width" not in viz.LAYOUT  # plain figures (go.Figure, rendered by plotly.js) autosize to the column
+    assert viz.column_layout(400, 70)["width"] <= viz.MAX_FIXED_WIDTH

@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from .. import diagnostics
 from ..fast import is_fast, pick
+from ..viz import column_layout
 from .base import TrainingPanel
 from .controller import Throttle
 from .engine import make_trainer
@@ -108,7 +109,7 @@ class DSTPanel(TrainingPanel):
         ])
 
     def _build_figure(self) -> go.FigureWidget:
-        fig = make_subplots(rows=2, cols=2, vertical_spacing=0.16, horizontal_spacing=0.1, subplot_titles=(
+        fig = make_subplots(rows=2, cols=2, vertical_spacing=0.24, horizontal_spacing=0.12, subplot_titles=(
             "fan-in histogram, first sparse layer", "fan-in heterogeneity (CV) per update",
             "ITOP rate (union of masks seen)", SLOPE_TITLE))
         fig.add_trace(go.Bar(x=[], y=[], name="at start", marker_color="lightgray"), 1, 1)
@@ -118,8 +119,10 @@ class DSTPanel(TrainingPanel):
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="slope raw", line=dict(color="#d62728")), 2, 2)
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="slope corrected",
                                  line=dict(color="#1f77b4", dash="dot")), 2, 2)
-        fig.update_layout(barmode="overlay", height=560, width=1000, margin=dict(t=110, l=60, r=20, b=40),
-                          title=dict(text="DST: idle"), legend=dict(orientation="h", y=-0.08))
+        # No fixed width: the figure fits the notebook column (viz.column_layout); the row gap leaves room
+        # for row 1's x-axis titles above row 2's subplot titles, the bottom margin for the legend.
+        fig.update_layout(barmode="overlay", title=dict(text="DST: idle"),
+                          **column_layout(height=640, top=110, bottom=100))
         fig.update_xaxes(title_text="live weights per neuron", row=1, col=1)
         for r, c in ((1, 2), (2, 1), (2, 2)):
             fig.update_xaxes(title_text="step", row=r, col=c)

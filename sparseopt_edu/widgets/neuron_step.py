@@ -20,6 +20,7 @@ from plotly.subplots import make_subplots
 from .. import diagnostics
 from ..data import load_dataset
 from ..fast import pick
+from ..viz import column_layout
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class NeuronStepPanel:
     def __init__(self, state: NeuronStepState | None = None):
         self.state = state or NeuronStepState(steps=pick(20, 10), hidden=pick(256, 128))
         self.records = {on: track_neuron_steps(self.state, on) for on in (False, True)}
-        fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08, subplot_titles=(
+        fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.11, subplot_titles=(
             "slope of relative step on density", "slope of weight norm on density", "relative step at step t"))
         colors = {False: "#1f77b4", True: "#d62728"}
         names = {False: "baseline (SGD)", True: "SparseOpt+SGD"}
@@ -79,8 +80,8 @@ class NeuronStepPanel:
         fig.update_xaxes(title_text="step", row=1, col=2)
         fig.update_xaxes(title_text="neuron density", type="log", row=1, col=3)
         fig.update_yaxes(title_text="|Δw_i| / |w_i|", type="log", row=1, col=3)
-        fig.update_layout(height=380, width=1050, margin=dict(t=70, l=50, r=20, b=50),
-                          title=dict(text=self._title(1)), legend=dict(orientation="h", y=-0.2))
+        fig.update_layout(title=dict(text=self._title(1)),
+                          **column_layout(height=400, top=70, bottom=100))
         self.figure = go.FigureWidget(fig)
         self.controls = {"step": W.IntSlider(value=1, min=1, max=self.state.steps, description="step t",
                                              continuous_update=False)}

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..fast import is_fast, pick
+from ..viz import column_layout
 from .base import TrainingPanel, rename_traces
 from .engine import make_trainer
 
@@ -150,8 +151,8 @@ class RacePanel(TrainingPanel):
         fig.update_yaxes(title_text="loss", type="log", row=1, col=1)
         fig.update_xaxes(title_text="epoch", row=1, col=2)
         fig.update_yaxes(title_text="accuracy", row=1, col=2)
-        fig.update_layout(height=420, width=1000, margin=dict(t=110, l=60, r=20, b=50), title=dict(text="race: idle"),
-                          legend=dict(orientation="h", y=-0.2))
+        fig.update_layout(title=dict(text="race: idle"),
+                          **column_layout(height=440, top=110, bottom=100))
         return go.FigureWidget(fig)
 
     @staticmethod

@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 
 from .. import diagnostics
 from ..fast import pick
+from ..viz import column_layout
 from .base import Panel, rename_traces
 from .controller import Requests
 
@@ -131,8 +132,8 @@ class SkewPanel(Panel):
         fig.update_yaxes(title_text="ratio", rangemode="tozero", row=1, col=1)
         fig.update_xaxes(title_text="neuron density (1 - s_i)", type="log", row=1, col=2)
         fig.update_yaxes(title_text="mean |grad| per live weight", type="log", row=1, col=2)
-        fig.update_layout(height=430, width=1000, margin=dict(t=90, l=60, r=20, b=50), title=dict(text="computing…"),
-                          legend=dict(orientation="h", y=-0.22))
+        fig.update_layout(title=dict(text="computing…"),
+                          **column_layout(height=460, top=90, bottom=120))
         return go.FigureWidget(fig)
 
     def title_text(self) -> str:
