@@ -111,11 +111,27 @@ def test_skew_panel_slider_and_norm(mode):
     assert abs(ratio - 1) < 0.2
     assert "no norm" in panel.figure.layout.title.text and len(panel.figure.data[2].x) == 0
     assert ("set", "norm", "none") in panel.controller.log
-    # The status names the mode the panel really ran in ("thread" alone would match both: the blocking text
-    # says the Start button trains in a thread).
-    expected, other = {"blocking": ("blocking run() in the cell", "background thread"),
-                       "thread": ("background thread", "blocking run()")}[mode]
-    assert f"mode: {expected}" in panel.status.value and other not in panel.status.value, panel.status.value
+    # A panel without a run says what its controls do, in a learner's words, and nothing about threads or runs.
+    from sparseopt_edu.widgets.base import MODE_TEXT
+
+    assert panel.status.value.endswith(f"· {MODE_TEXT['recompute']}</code>"), panel.status.value
+    for internal in ("mode:", "thread", "blocking", "run()", "Start", "["):
+        assert internal not in panel.status.value, (internal, panel.status.value)
+    assert "restarts the run" not in panel.legend().value and "recomputes the figure" in panel.legend().value
+
+
+@pytest.mark.parametrize("mode", ["blocking", "thread"])
+def test_training_panel_status_says_what_the_buttons_do(mode):
+    from sparseopt_edu.widgets.base import MODE_TEXT
+
+    panel = RacePanel(tiny_race(), mode=mode)
+    expected = {"blocking": "press Start to train, Stop to end a run",
+                "thread": "press Start to train, Stop to end a run; the notebook stays free meanwhile"}[mode]
+    assert MODE_TEXT[mode] == expected
+    assert panel.status.value.endswith(f"· {expected}</code>"), panel.status.value
+    for internal in ("mode:", "thread", "blocking", "run()", "["):
+        assert internal not in panel.status.value, (internal, panel.status.value)
+    assert "restarts the run" in panel.legend().value
 
 
 # ----- RacePanel ------------------------------------------------------------------------------------------------

@@ -16,6 +16,13 @@ import ipywidgets as W
 
 from .controller import Controller, Requests, Throttle, detect_frontend, pick_mode
 
+# The status line's last part: what the controls do, for a learner. Panels without a run recompute their figure;
+# a training panel trains in its cell ("blocking": the cell is busy while it trains) or in the background.
+MODE_TEXT = {
+    "recompute": "move a control: the figure recomputes",
+    "blocking": "press Start to train, Stop to end a run",
+    "thread": "press Start to train, Stop to end a run; the notebook stays free meanwhile",
+}
 STRUCTURAL_MARK = "⟳"
 LIVE_MARK = "⚡"
 
@@ -64,7 +71,8 @@ class Panel:
 
     def legend(self) -> W.HTML:
         s = ", ".join(self._label(n) for n in self.STRUCTURAL)
-        text = f"<small>{STRUCTURAL_MARK} restarts the run: {s}"
+        what = "restarts the run" if self.TRAINS else "recomputes the figure"
+        text = f"<small>{STRUCTURAL_MARK} {what}: {s}"
         if self.LIVE:
             text += f" &nbsp;·&nbsp; {LIVE_MARK} applies live, mid-run: {', '.join(self._label(n) for n in self.LIVE)}"
         return W.HTML(text + "</small>")
@@ -89,8 +97,10 @@ class Panel:
         self._kick()
 
     def mode_text(self) -> str:
-        where = {"blocking": "blocking run() in the cell; Start button trains in a thread", "thread": "background thread"}
-        return f"mode: {where[self.mode]} [{self.frontend}]"
+        """What a learner can do now, in their words (not how the panel runs: that is ``self.mode``)."""
+        if not self.TRAINS:
+            return MODE_TEXT["recompute"]
+        return MODE_TEXT[self.mode]
 
     def set_status(self, text: str) -> None:
         self.status.value = f"<code>{html.escape(text)}</code>"

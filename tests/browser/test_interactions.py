@@ -150,7 +150,7 @@ def test_voila_race_thread_mode(page, voila_server):  # noqa: F811
 
     server = voila_server(REPO_ROOT / NB04)
     open_dashboard(page, server)
-    _status(page, "mode: background thread [voila]", timeout_s=180)
+    _status(page, "the notebook stays free meanwhile", timeout_s=180)  # thread mode (base.MODE_TEXT)
     page.locator(TITLE, has_text="final test acc").first.wait_for(timeout=120_000)
     screenshot(page, "voila_04_race_after_load", full_page=True)
     seeds = page.locator(".widget-slider", has_text="seeds").locator(".noUi-handle").first
