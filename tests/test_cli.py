@@ -6,24 +6,11 @@ import json
 import os
 
 import pytest
-import torch
 
 from sparseopt_edu.cli import main
+from tests.cli_run import run
 
 TINY_TRAIN = ["--epochs", "1", "--hidden", "32", "--batch-size", "64", "--threads", "1", "--progress", "off"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_train_writes_run_folder_and_resumes(tmp_path, capsys):

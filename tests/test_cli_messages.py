@@ -14,31 +14,14 @@ from test_data import _write_cifar
 from torch import nn
 
 from sparseopt_edu import RigL, SparseOpt, sparsify
-from sparseopt_edu.cli import main
 from sparseopt_edu.data import load_dataset
 from sparseopt_edu.train import TrainConfig, grid
+from tests.cli_run import run
 
 REAL_PLAN = grid.plan
 
 TINY = ["--epochs", "1", "--hidden", "16", "--batch-size", "64", "--threads", "1", "--progress", "off",
         "--delta-t", "2"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def run(capsys, *argv):
-    """(exit status, stdout, stderr) of the CLI in-process; argparse's exits are statuses too."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(code, err, *needles, status=2):

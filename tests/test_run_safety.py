@@ -18,28 +18,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from sparseopt_edu.cli import main
-from sparseopt_edu.train import History, Trainer
+from sparseopt_edu.train import History, Trainer, runs
 from sparseopt_edu.train import checkpoint as ckpt
-from sparseopt_edu.train import runs
+from tests.cli_run import run
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TINY = ["--hidden", "32", "--batch-size", "64", "--threads", "1", "--progress", "off", "--method", "rigl",
         "--delta-t", "5", "--lr", "0.05"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def train(capsys, tmp_path, name, *extra):

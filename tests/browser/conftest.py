@@ -477,9 +477,21 @@ def smoke_notebook() -> Path:
 
 def drag_slider(page, handle_locator, dx: float) -> None:
     """Drag a noUiSlider handle (ipywidgets 8 sliders) by ``dx`` pixels with real mouse events."""
-    box = handle_locator.bounding_box()
-    assert box, _msg("slider handle has no bounding box (not rendered?)")
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    # Wait until the handle stops moving (figures and outputs above it can still be laying out) and nothing
+    # covers its centre, so the mouse goes down on the handle and not on a neighbour (a dropdown, say).
+    box, x, y = None, 0.0, 0.0
+    for _ in range(40):
+        handle_locator.scroll_into_view_if_needed()
+        first = handle_locator.bounding_box()
+        page.wait_for_timeout(150)
+        box = handle_locator.bounding_box()
+        assert box, _msg("slider handle has no bounding box (not rendered?)")
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        on_handle = page.evaluate(
+            "([x, y]) => { const e = document.elementFromPoint(x, y); return !!(e && e.closest('.noUi-handle')); }",
+            [x, y])
+        if first == box and on_handle:
+            break
     page.mouse.move(x, y)
     page.mouse.down()
     page.mouse.move(x + dx / 2, y, steps=5)
