@@ -10,6 +10,7 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("plotly")
 
 from sparseopt_edu.widgets import Controller, RacePanel, RaceState, SkewPanel, SkewState, pick_mode  # noqa: E402
+from sparseopt_edu.widgets.base import MODE_TEXT  # noqa: E402
 from sparseopt_edu.widgets.controller import Throttle, detect_frontend  # noqa: E402
 
 
@@ -143,7 +144,7 @@ def test_race_blocking_run_draws_both_arms():
     loss_traces = [panel._trace(1, on, 2) for on in (False, True)]
     assert all(len(t.x) > 0 for t in loss_traces)
     assert [t.name for t in loss_traces] == ["SGD (baseline)", "SparseOpt+SGD"]
-    assert "done" in panel.status.value and "blocking" in panel.status.value
+    assert "done" in panel.status.value and panel.status.value.endswith(MODE_TEXT["blocking"] + "</code>")
 
 
 def test_race_thread_mode_stop_change_optimizer_restart():
@@ -253,3 +254,37 @@ def test_race_reset_clears_curves():
     assert len(panel._trace(1, False, 2).x) > 0
     panel.buttons["reset"].click()
     assert len(panel._trace(1, False, 2).x) == 0 and "reset" in panel.status.value
+
+
+def test_a_structural_change_while_idle_says_the_figure_shows_the_old_run():
+    panel = RacePanel(tiny_race(), mode="blocking")
+    panel.run()
+    assert "done" in panel.status.value and "not run yet" not in panel.status.value
+    panel.controls["norm"].value = "none"  # idle: no restart, the figure keeps the BatchNorm run
+    status = panel.status.value
+    assert "new settings not run yet" in status and "norm bn" in status and "norm none" in status
+    panel.controls["norm"].value = "bn"  # back to what the figure shows: nothing stale any more
+    assert "not run yet" not in panel.status.value
+    panel.buttons["reset"].click()
+    panel.controls["norm"].value = "none"
+    assert "not run yet" not in panel.status.value  # after a reset the figure shows no run
+
+
+def test_wait_does_not_reraise_an_error_of_an_earlier_run(monkeypatch):
+    panel = RacePanel(tiny_race(), mode="thread")
+    real_train = panel._train
+    calls = {"n": 0}
+
+    def failing_once():
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("first run broke")
+        return real_train()
+
+    monkeypatch.setattr(panel, "_train", failing_once)
+    panel.run()
+    with pytest.raises(RuntimeError, match="first run broke"):
+        panel.wait(timeout=60)
+    panel.buttons["start"].click()  # a later run that succeeds
+    panel.wait(timeout=120)  # used to raise the first run's error again
+    assert panel.error is None and "done" in panel.status.value

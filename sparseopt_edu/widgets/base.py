@@ -138,6 +138,7 @@ class Panel:
             raise
 
     def _serve_quietly(self) -> None:
+        self.error = None  # wait() reports this loop's failure only, never a finished earlier one
         try:
             self._serve()
         except BaseException as exc:  # a worker thread has nobody to raise to: show it
@@ -202,6 +203,7 @@ class TrainingPanel(Panel):
     def __init__(self, state, mode: str = "auto"):
         super().__init__(state, mode)
         self._resume = False
+        self._shown: dict | None = None  # the structural settings of the run the figure shows (None: no run)
         self.buttons = {
             "start": W.Button(description="Start", button_style="success", icon="play"),
             "stop": W.Button(description="Stop", button_style="danger", icon="stop"),
@@ -227,12 +229,29 @@ class TrainingPanel(Panel):
         self._apply_params(req)
         if req.reset:
             self._clear()
+            self._shown = None
         restart = req.start or (self._resume and req.structural and not (req.stop or req.reset))
         self._resume = False
         if restart:
+            self._shown = self._structural_settings()
             self._resume = self._train()
-        else:
-            self._show_idle("stopped" if req.stop else ("reset" if req.reset else "idle"))
+            return
+        word = "stopped" if req.stop else ("reset" if req.reset else "idle")
+        stale = self._stale_settings()
+        if stale:  # the status names the new settings; say that the figure still shows the old run
+            old = ", ".join(f"{self._label(k)} {v}" for k, v in stale.items())
+            word = f"new settings not run yet (the figure shows the last run: {old}); press Start"
+        self._show_idle(word)
+
+    def _structural_settings(self) -> dict:
+        return {name: getattr(self.state, name) for name in self.STRUCTURAL if hasattr(self.state, name)}
+
+    def _stale_settings(self) -> dict:
+        """Structural settings of the run on the figure that differ from the current ones ({} if none)."""
+        if self._shown is None:
+            return {}
+        now = self._structural_settings()
+        return {k: v for k, v in self._shown.items() if now.get(k) != v}
 
     def _poll(self, trainer) -> bool:
         """Between steps: apply live params, and stop the trainer if a request needs it. True = interrupted."""
