@@ -288,3 +288,16 @@ def test_wait_does_not_reraise_an_error_of_an_earlier_run(monkeypatch):
     panel.buttons["start"].click()  # a later run that succeeds
     panel.wait(timeout=120)  # used to raise the first run's error again
     assert panel.error is None and "done" in panel.status.value
+
+
+def test_skew_panel_slope_is_the_check_cells_measurement_and_follows_seeds():
+    from sparseopt_edu import diagnostics
+    from sparseopt_edu.widgets.skew import SkewModel
+
+    for seeds in (1, 3):
+        model = SkewModel(SkewState(seeds=seeds, n_samples=128, hidden=32))
+        check = diagnostics.skew_slope(fan_in=64, norm="bn", seeds=seeds)  # what notebook 02's check cell prints
+        assert model.scatter("bn")["slope_raw"] == pytest.approx(check["slope_raw"], abs=1e-6)
+    one = SkewModel(SkewState(seeds=1)).scatter("bn")["slope_raw"]
+    three = SkewModel(SkewState(seeds=3)).scatter("bn")["slope_raw"]
+    assert one != three  # the seeds control changes the slope it shows
