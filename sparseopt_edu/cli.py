@@ -332,7 +332,6 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
 def train_cmd(args: argparse.Namespace) -> int:
     """Train one model headless (flags or --config FILE.json) and print the metrics per epoch."""
     from .train import Trainer
-
     from .train.runs import check_name
 
     if args.name is not None:
@@ -561,7 +560,6 @@ def _epoch_progress(jobs):
 
 def _run_grid(base, variants, args, out, title, echo=True, epochs_echo=False):
     from .train import grid
-
     from .train.runs import check_writable
 
     seed0 = getattr(args, "seed0", 0)  # compare --config: the file's seed is the first
@@ -808,7 +806,7 @@ def reproduce_cmd(args: argparse.Namespace) -> int:
     rows, paths = _run_grid(base, variants, args, out, "Table 2 reproduction", epochs_echo=True)
     table = format_table2(rows, args.epochs)
     note = {"cifar100": "",
-            "fashion_mnist": f"\nNote: real Fashion-MNIST (1 x 28 x 28, 10 classes), not the paper's CIFAR-100; "
+            "fashion_mnist": "\nNote: real Fashion-MNIST (1 x 28 x 28, 10 classes), not the paper's CIFAR-100; "
                              "compare the differences between arms, not the accuracies.\n"}.get(
         args.dataset, f"\nNote: {args.dataset} is an offline stand-in; the paper's numbers are for CIFAR-100.\n")
     comparisons = "\n".join(format_comparison(c) for c in grid.paired_comparisons(rows))

@@ -29,7 +29,6 @@ from torch.optim import Optimizer
 from .sparse.distributions import as_number
 from .sparse.masks import SparseMasks, check_elementwise
 
-
 SCOPES = ("gradient", "update")
 
 

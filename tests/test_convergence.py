@@ -4,7 +4,13 @@ import math
 import pytest
 
 from sparseopt_edu.convergence import (
-    NO_DIFFERENCE, compare_arms, epochs_to_reach, error_area, paired_difference, run_metrics, t_quantile_95,
+    NO_DIFFERENCE,
+    compare_arms,
+    epochs_to_reach,
+    error_area,
+    paired_difference,
+    run_metrics,
+    t_quantile_95,
 )
 from sparseopt_edu.train import grid
 
