@@ -632,8 +632,11 @@ def compare_cmd(args: argparse.Namespace) -> int:
     rows, paths = _run_grid(base, variants, args, out, "Comparison")
     print()
     print(grid.markdown_table(grid.summarize(rows)))
+    paired = [format_comparison(c) for c in grid.paired_comparisons(rows)]
+    if paired and args.seeds > 1:
+        print("Paired by seed (treatment - baseline, 95% t interval):\n" + "\n".join(paired))
     report = _write_compare_report(rows, out, "sparseopt-edu compare")
-    print(f"wrote {paths['csv']}, {paths['md']}, {report}")
+    print(f"wrote {paths['csv']}, {paths['md']}, {paths['json']}, {report}")
     return 0
 
 

@@ -253,15 +253,18 @@ class TrainingPanel(Panel):
         now = self._structural_settings()
         return {k: v for k, v in self._shown.items() if now.get(k) != v}
 
-    def _poll(self, trainer) -> bool:
-        """Between steps: apply live params, and stop the trainer if a request needs it. True = interrupted."""
+    def _poll(self, *trainers) -> bool:
+        """Between steps: apply live params to every trainer (a race's arms alike, at the same step), and stop
+        them if a request needs it. True = interrupted."""
         live = self.controller.peek_live(self.LIVE)
         if live:
             self.state = dataclasses.replace(self.state, **live)
             if "lr" in live:
-                trainer.set_lr(self._trainer_lr(float(live["lr"])))
+                for trainer in trainers:
+                    trainer.set_lr(self._trainer_lr(float(live["lr"])))
         if self.controller.stop_requested:
-            trainer.request_stop()
+            for trainer in trainers:
+                trainer.request_stop()
             return True
         return False
 

@@ -218,45 +218,49 @@ class RacePanel(TrainingPanel):
                         f"{self.mode_text()}")
 
     def _train(self) -> bool:
+        """Every run (both arms, every seed) side by side, one step each in turn: a live learning-rate change
+        then reaches all of them at the same step, so both arms are treated alike (run one after the other, a
+        change mid-race would hit the later seeds and arms from their first step)."""
         self._clear()
-        configs = self.state.configs()
-        for i, cfg in enumerate(configs):
-            on, seed = cfg["sparseopt"], cfg["seed"]
+        runs = []
+        for cfg in self.state.configs():
             rec = {"step": [], "loss": [], "epoch": [], "test_acc": [], "finished": False}
-            self.curves[on][seed] = rec
-            self._current = f"run {i + 1}/{len(configs)}: {arm_name(on, cfg['optimizer'])}, seed {seed}"
-            flag = {"interrupted": False}
-
-            def callback(ev, rec=rec, flag=flag):
-                if self._poll(ev.trainer):
-                    flag["interrupted"] = True
-                if ev.kind == "step":
-                    self.step = ev.step
-                    rec["step"].append(ev.step)
-                    rec["loss"].append(float(ev.data["loss"]))
-                elif ev.kind == "epoch":
-                    rec["epoch"].append(ev.epoch)
-                    rec["test_acc"].append(float(ev.data["test_acc"]))
-                elif ev.kind == "end":
-                    rec["finished"] = ev.data.get("reason") == "done"
-                    rec["reason"] = ev.data.get("reason")
-                if self.throttle.ready():
-                    self._flush()
-                    self._status("running")
-
+            self.curves[cfg["sparseopt"]][cfg["seed"]] = rec
             cfg["lr"] = self._trainer_lr(self.state.lr)  # live value now
-            trainer = make_trainer(cfg, [callback])
-            trainer.run()
-            self.runs_done.append((cfg, rec.get("reason")))
-            if flag["interrupted"] or self.controller.stop_requested:
+            trainer = make_trainer(cfg, [lambda ev, rec=rec: self._record(rec, ev)])
+            runs.append((cfg, rec, trainer, trainer.iterate()))
+        self._current = f"{len(runs)} runs side by side (both arms, every seed)"
+        trainers = [r[2] for r in runs]
+        active, interrupted = list(runs), False
+        while active:
+            interrupted = self._poll(*trainers) or interrupted
+            for run in list(active):
+                if next(run[3], StopIteration) is StopIteration:
+                    active.remove(run)
+                    self.runs_done.append((run[0], run[1].get("reason")))
+            if self.throttle.ready():
                 self._flush()
-                self._status("stopped")
-                return True
+                self._status("running")
         self.throttle.force()
         self._flush()
+        if interrupted or self.controller.stop_requested:
+            self._status("stopped")
+            return True
         self._current = "all runs done"
         self._status("done")
         return False
+
+    def _record(self, rec: dict, ev) -> None:
+        if ev.kind == "step":
+            self.step = max(self.step, ev.step)
+            rec["step"].append(ev.step)
+            rec["loss"].append(float(ev.data["loss"]))
+        elif ev.kind == "epoch":
+            rec["epoch"].append(ev.epoch)
+            rec["test_acc"].append(float(ev.data["test_acc"]))
+        elif ev.kind == "end":
+            rec["finished"] = ev.data.get("reason") == "done"
+            rec["reason"] = ev.data.get("reason")
 
     def _trainer_lr(self, lr: float) -> float:
         return lr if self.state.optimizer == "sgd" else lr / 10
