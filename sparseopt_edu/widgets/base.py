@@ -23,6 +23,10 @@ MODE_TEXT = {
     "blocking": "press Start to train, Stop to end a run",
     "thread": "press Start to train, Stop to end a run; the notebook stays free meanwhile",
 }
+#: Voila drops widget updates made while it still executes the notebook, and the cells after a finished run may
+#: take a while (a first run in a fresh environment imports and loads data): re-send the final state this long
+#: after a background run ends, until well after any execution is over (each re-send is one redraw)
+RESEND_DELAYS_S = (2.0, 5.0, 10.0, 20.0, 40.0, 80.0)
 STRUCTURAL_MARK = "⟳"
 LIVE_MARK = "⚡"
 
@@ -147,7 +151,7 @@ class Panel:
             traceback.print_exc()
         else:
             if self.frontend == "voila":
-                for delay in (2.0, 5.0, 10.0):
+                for delay in RESEND_DELAYS_S:
                     t = threading.Timer(delay, self._resend)
                     t.daemon = True
                     t.start()

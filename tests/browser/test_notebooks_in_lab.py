@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from . import evidence_checks as evidence_notebook
 from .conftest import (
     REPO_ROOT,
     SEL_PLOTLY_DRAWN,
@@ -49,6 +50,8 @@ def test_notebook_runs_in_lab(page, lab_server, nb_path):
         if _uses_widgets(nb_path):
             rendered = page.locator(f"{SEL_WIDGET}, {SEL_PLOTLY_DRAWN}")
             rendered.first.wait_for(state="attached", timeout=30_000)
+        if nb_path.stem == evidence_notebook.NOTEBOOK_STEM:
+            evidence_notebook.check_evidence_figures(page)
     finally:
         screenshot(page, nb_path.stem)  # always, pass or fail
     print(f"\n[browser] {nb_path.name}: run all {run_s:.1f} s, total {time.perf_counter() - t0:.1f} s")
