@@ -30,6 +30,12 @@ HIGHER_IS_BETTER = {"test_acc": True, "best_test_acc": True, "error_area": False
                     "itop": True}
 
 
+#: metric -> (what a person reads, scale to print, unit)
+METRIC_LABELS = {"test_acc": ("final test acc", 100, "pts"), "best_test_acc": ("best test acc", 100, "pts"),
+                 "error_area": ("mean test error", 100, "pts"),
+                 "epochs_to_target": ("epochs to baseline's final", 1, "ep"), "itop": ("final ITOP", 100, "pts")}
+
+
 def t_quantile_95(df: int) -> float:
     """Two-sided 95% t quantile; between table entries the next smaller df is used (a slightly wider interval)."""
     if df < 1:
@@ -136,12 +142,9 @@ def _mean(values):
 
 def format_comparison(c: dict, label: str = "") -> str:
     """A few lines a person can read: each metric's arm means, the paired difference, its interval, the verdict."""
-    names = {"test_acc": ("final test acc", 100, "pts"), "best_test_acc": ("best test acc", 100, "pts"),
-             "error_area": ("mean test error", 100, "pts"), "epochs_to_target": ("epochs to baseline final", 1, "ep"),
-             "itop": ("final ITOP", 100, "pts")}
     lines = [label] if label else []
     for metric, d in c["metrics"].items():
-        title, scale, unit = names[metric]
+        title, scale, unit = METRIC_LABELS[metric]
         if d["mean"] is None:
             continue
         ci = "" if d["ci95"] is None else f" [{d['ci95'][0] * scale:+.2f}, {d['ci95'][1] * scale:+.2f}]"

@@ -131,9 +131,8 @@ def comparisons(rows: list[dict], kind: str, epochs: int | None = EPOCHS, method
 
 def format_verdicts(comps: list[dict], metrics=("test_acc", "error_area", "epochs_to_target")) -> str:
     """One line per comparison and metric: difference, 95% interval, verdict (accuracies in points)."""
-    names = {"test_acc": ("final test acc", 100, "pts"), "best_test_acc": ("best test acc", 100, "pts"),
-             "error_area": ("mean test error", 100, "pts"), "epochs_to_target": ("epochs to baseline's final", 1, "ep"),
-             "itop": ("final ITOP", 100, "pts")}
+    from .convergence import METRIC_LABELS
+
     lines = []
     for c in comps:
         t = c["treatment"]
@@ -141,7 +140,7 @@ def format_verdicts(comps: list[dict], metrics=("test_acc", "error_area", "epoch
             d = c["metrics"].get(m)
             if d is None or d["ci95"] is None:
                 continue
-            title, scale, unit = names[m]
+            title, scale, unit = METRIC_LABELS[m]
             lo, hi = (v * scale for v in d["ci95"])
             lines.append(f"{t['method']} {t['sparsity']:.0%} {t['epochs']} ep  {title:27s} "
                          f"{d['mean'] * scale:+6.2f} {unit} [{lo:+.2f}, {hi:+.2f}] n={d['n']}  {d['verdict']}")

@@ -115,22 +115,15 @@ class SparseOpt(Optimizer):
         is the very tensor prepared here and unchanged since (same object, same version counter). Any later
         ``zero_grad``, backward or skipped AMP step therefore gets masked again, so a pruned weight never moves.
         """
-        if self._is_prepared():
-            return
+        grads = [m.weight.grad for m in self.masks.modules.values() if m.weight.grad is not None]
+        if grads and len(grads) == len(self._prepared) and all(
+                ref() is g and g._version == version for (ref, version), g in zip(self._prepared, grads)):
+            return  # these very tensors were prepared and nothing changed them since
         self.masks.mask_grads_(corrected=self.enabled and self.scope == "gradient")
         if self.max_grad_norm is not None:
             params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm, foreach=True)
-        self._prepared = [(weakref.ref(g), g._version) for g in self._masked_grads()]
-
-    def _masked_grads(self) -> list[torch.Tensor]:
-        return [m.weight.grad for m in self.masks.modules.values() if m.weight.grad is not None]
-
-    def _is_prepared(self) -> bool:
-        grads = self._masked_grads()
-        if not grads or len(grads) != len(self._prepared):
-            return False
-        return all(ref() is g and g._version == version for (ref, version), g in zip(self._prepared, grads))
+        self._prepared = [(weakref.ref(g), g._version) for g in grads]  # the in-place ops kept the tensors
 
     def step(self, closure=None):
         """Mask (and correct) the gradients, then step the inner optimizer.

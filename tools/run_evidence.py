@@ -64,7 +64,7 @@ def main(argv=None) -> int:
         st["meta"].update(wall_s=round(time.perf_counter() - t0, 1), runs_done=len(st["done"]))
         doc = {"meta": st["meta"], "config": st["config"], "rows": grid.json_rows(st["done"]),
                "comparisons": grid.paired_comparisons(st["done"])}
-        atomic_write_text(st["path"], json.dumps(grid._finite(doc), indent=1, allow_nan=False) + "\n")
+        atomic_write_text(st["path"], json.dumps(grid.finite(doc), indent=1, allow_nan=False) + "\n")
 
     def on_result(job, row):
         group = owner[id(job)]

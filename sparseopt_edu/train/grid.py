@@ -233,14 +233,14 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _finite(obj):
+def finite(obj):
     """The same structure with NaN/inf replaced by None (JSON has no NaN; a diverged run has them)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [finite(v) for v in obj]
     return obj
 
 
@@ -317,6 +317,6 @@ def write_results(rows: list[dict], out_dir: str, title: str = "Results", config
     atomic_write_text(paths["csv"], buf.getvalue())
     document = {"title": title, "config": config, "rows": json_rows(rows), "summary": summarize(rows),
                 "comparisons": paired_comparisons(rows)}
-    atomic_write_text(paths["json"], json.dumps(_finite(document), indent=1, allow_nan=False) + "\n")
+    atomic_write_text(paths["json"], json.dumps(finite(document), indent=1, allow_nan=False) + "\n")
     atomic_write_text(paths["md"], f"# {title}\n\n" + markdown_table(summarize(rows)))
     return paths
