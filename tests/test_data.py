@@ -235,7 +235,7 @@ def test_real_fashion_mnist_from_debian(tmp_path):
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100", "mnist", "fashion_mnist"])
 def test_missing_dataset_message(tmp_path, name, monkeypatch):
-    monkeypatch.setattr("sparseopt_edu.data.DEBIAN_FASHION_MNIST", str(tmp_path / "no-debian-copy"))
+    monkeypatch.setattr("sparseopt_edu.data.real.DEBIAN_FASHION_MNIST", str(tmp_path / "no-debian-copy"))
     with pytest.raises(FileNotFoundError) as e:
         load_dataset(name, root=str(tmp_path), download=False)
     msg = str(e.value)
