@@ -247,6 +247,67 @@ def test_missing_dataset_message(tmp_path, name, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The one dataset cache (load_cached, load_for_run)
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Every load_dataset call the cache makes, as (name, kwargs); the cache starts and ends empty."""
+    from sparseopt_edu.data import cache
+
+    calls = []
+
+    def counting(name, **kw):
+        calls.append((name, kw))
+        return load_dataset(name, **kw)
+
+    cache.clear_cache()
+    monkeypatch.setattr(cache, "load_dataset", counting)
+    yield calls
+    cache.clear_cache()
+
+
+def test_same_arguments_load_once_and_one_dataset_is_kept(loads):
+    from sparseopt_edu.data import load_cached, load_for_run
+
+    a = load_for_run("digits", n_train=200, n_test=100, seed=1)
+    b = load_for_run("digits", n_train=200, n_test=100, seed=1)
+    assert len(loads) == 1
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.test_y, b.test_y)
+    load_for_run("digits", n_train=300, seed=2)  # another subset of the same set: still no reload
+    assert load_cached("digits") is load_for_run("digits")  # no subset: the shared, cached set itself
+    assert len(loads) == 1
+    load_for_run("digits", data_kwargs={"size": 16})  # other options: another dataset, which replaces the first
+    load_for_run("digits")
+    assert len(loads) == 3
+
+
+def test_a_subset_does_not_alias_the_cache(loads):
+    from sparseopt_edu.data import load_cached, load_for_run
+
+    full = load_cached("digits")
+    before = full.train_x.clone()
+    sub = load_for_run("digits", n_train=100, n_test=50, seed=0)
+    assert len(sub) == 100 and sub.test_x.shape[0] == 50 and len(loads) == 1
+    for t in (sub.train_x, sub.train_y, sub.test_x, sub.test_y):
+        t.zero_()
+    assert torch.equal(full.train_x, before) and full.train_y.bincount().min() > 0
+    assert torch.equal(load_for_run("digits", n_train=100, n_test=50, seed=0).train_x,
+                       full.subset(100, 50, seed=0).train_x)  # the same seeded subset as ImageData.subset
+
+
+def test_generated_sets_are_made_only_as_large_as_used(loads):
+    from sparseopt_edu.data import load_for_run
+
+    d = load_for_run("shapes", n_train=40, data_kwargs={"num_classes": 4})
+    assert (len(d), d.test_x.shape[0]) == (40, 8)
+    assert loads[-1] == ("shapes", {"root": "data", "download": False, "num_classes": 4, "n_train": 40, "n_test": 8})
+    f = load_for_run("fake", n_train=30, n_test=5, data_kwargs={"n_test": 7, "num_classes": 3})
+    assert (len(f), f.test_x.shape[0]) == (30, 5)  # data_kwargs' n_test=7 generated, then the run's 5 kept
+    assert loads[-1][1]["n"] == 30 and loads[-1][1]["n_test"] == 7
+    assert len(load_for_run("digits", n_train=10**6)) == 1437  # clipped to what the set has
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # DeviceLoader
 
 def _ids(n, c=1, h=4, w=4):

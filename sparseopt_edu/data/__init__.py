@@ -17,8 +17,10 @@ The package reads in the order data flows:
   checksums, downloads);
 - ``procedural``: generated data (``shapes``, ``fake``);
 - ``catalog``: datasets by name (``DATASETS``, :func:`load_dataset`);
+- ``cache``: the one dataset cache (:func:`load_cached`, :func:`load_for_run`: what a training run uses);
 - ``loaders``: how batches are made (:class:`DeviceLoader`, the crop/flip gather, :func:`torch_dataloader`).
 """
+from .cache import clear_cache, load_cached, load_for_run
 from .catalog import DATASETS, load_dataset
 from .images import ImageData, channel_stats
 from .loaders import DeviceLoader, gather_crop, torch_dataloader
@@ -41,5 +43,6 @@ from .real import _idx_folder as _idx_folder  # doctor.py: where Fashion-MNIST w
 __all__ = [
     "DATASETS", "ImageData", "load_dataset", "digits", "mnist_subset", "shapes", "cifar10", "cifar100", "mnist",
     "fashion_mnist", "fake", "DeviceLoader", "torch_dataloader", "channel_stats", "gather_crop", "read_idx",
-    "IDX_FILES", "DEBIAN_FASHION_MNIST", "FASHION_MNIST_APT", "FASHION_MNIST_SHA256",
+    "IDX_FILES", "DEBIAN_FASHION_MNIST", "FASHION_MNIST_APT", "FASHION_MNIST_SHA256", "load_cached", "load_for_run",
+    "clear_cache",
 ]
