@@ -5,23 +5,12 @@ The training engine never imports this module (or plotly); the CLI does.
 from __future__ import annotations
 
 import html
-import math
+
+from .bands import band_over_seeds
 
 COLORS = {"dense": "#444444", "rigl": "#d62728", "rigl+sparseopt": "#1f77b4", "set": "#ff7f0e",
           "set+sparseopt": "#2ca02c", "srigl": "#9467bd", "srigl+sparseopt": "#17becf", "static": "#8c564b",
           "static+sparseopt": "#e377c2", "bn": "#d62728", "none": "#444444", "ln": "#1f77b4", "gn": "#2ca02c"}
-
-
-def _mean_band(series: list[list]):
-    """Mean, min and max across seeds, per epoch (over the seeds that have that epoch)."""
-    n = max((len(s) for s in series), default=0)
-    mean, lo, hi = [], [], []
-    for i in range(n):
-        vals = [s[i] for s in series if i < len(s) and s[i] is not None and math.isfinite(s[i])]
-        mean.append(sum(vals) / len(vals) if vals else None)
-        lo.append(min(vals) if vals else None)
-        hi.append(max(vals) if vals else None)
-    return mean, lo, hi
 
 
 def convergence_figures(rows: list[dict]):
@@ -40,7 +29,7 @@ def convergence_figures(rows: list[dict]):
                 continue
             color = COLORS.get(variant, None)
             for col, key in ((1, "train_loss"), (2, "test_acc")):
-                mean, lo, hi = _mean_band([r["history"][key] for r in group])
+                mean, lo, hi, _ = band_over_seeds([r["history"][key] for r in group])
                 x = list(range(1, len(mean) + 1))
                 fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", line={"width": 0},
                                          fillcolor=color, opacity=0.15, showlegend=False, hoverinfo="skip",

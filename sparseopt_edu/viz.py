@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
+from .bands import band_over_seeds
 from .paper import TABLE2, TABLE2_SPARSITIES
 from .sparse.distributions import DISTRIBUTIONS, layer_counts
 from .sparse.masks import SparseMasks, maskable_layers
@@ -151,15 +152,18 @@ def _get(history, key):
 
 
 def seed_band(runs: Sequence, metric: str, x: str = "epoch") -> dict:
-    """Mean, min and max of ``metric`` over runs (History objects or their dicts), on the common x range."""
-    xs = [_get(r, x) for r in runs]
+    """Mean, min and max of ``metric`` over runs (History objects or their dicts), point by point.
+
+    The rule of :mod:`sparseopt_edu.bands`: each point over the runs with a finite value there (``n`` of them),
+    as long as the longest run; x is the longest run's ``x`` (1, 2, ... if it has none).
+    """
     ys = [_get(r, metric) for r in runs]
-    n = min((len(y) for y in ys), default=0)
-    if n == 0:
-        return {"x": [], "mean": [], "lo": [], "hi": [], "seeds": len(runs)}
-    cols = torch.tensor([y[:n] for y in ys], dtype=torch.float64)
-    return {"x": xs[0][:n] if xs[0] else list(range(1, n + 1)), "mean": cols.mean(0).tolist(),
-            "lo": cols.min(0).values.tolist(), "hi": cols.max(0).values.tolist(), "seeds": len(runs)}
+    band = band_over_seeds(ys)
+    longest = max(range(len(runs)), key=lambda i: len(ys[i]), default=None)
+    xs = _get(runs[longest], x)[: len(band.mean)] if longest is not None else []
+    if len(xs) < len(band.mean):
+        xs = list(range(1, len(band.mean) + 1))
+    return {"x": xs, "mean": band.mean, "lo": band.lo, "hi": band.hi, "n": band.n, "seeds": len(runs)}
 
 
 def convergence_curves(groups: Mapping[str, Sequence], metric: str = "test_acc", *, x: str = "epoch",

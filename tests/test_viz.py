@@ -91,11 +91,26 @@ def test_refresh_updates_a_figurewidget_in_place(shapes):
     assert len(widget.data) == 1 and widget.layout.title.text.startswith("Fan-in of fc")
 
 
+def test_band_rule_ragged_runs_and_missing_values():
+    """bands' rule: each point over the runs with a finite value there; as long as the longest run."""
+    from sparseopt_edu.bands import band_over_seeds
+
+    b = band_over_seeds([[1.0, None, 3.0, 4.0], [3.0, 2.0, float("nan")], [5.0]])
+    assert b.mean == [3.0, 2.0, 3.0, 4.0] and b.lo == [1.0, 2.0, 3.0, 4.0] and b.hi == [5.0, 2.0, 3.0, 4.0]
+    assert b.n == [3, 1, 1, 1]  # None and NaN leave their point only; shorter runs leave the points they lack
+    gap = band_over_seeds([[1.0, None, 2.0], [3.0, None]])
+    assert gap.mean == [2.0, None, 2.0] and gap.n == [2, 0, 1]  # no run there: a gap (None), not the end
+    assert band_over_seeds([]) == ([], [], [], []) and band_over_seeds([[], []]).mean == []
+
+
 def test_seed_band_and_convergence_curves():
     runs = [{"epoch": [1, 2, 3], "test_acc": [0.1, 0.5, 0.7]}, {"epoch": [1, 2], "test_acc": [0.3, 0.7]}]
     band = viz.seed_band(runs, "test_acc")
-    assert band["x"] == [1, 2] and band["seeds"] == 2  # common range only
-    assert band["mean"] == pytest.approx([0.2, 0.6]) and band["lo"] == [0.1, 0.5] and band["hi"] == [0.3, 0.7]
+    assert band["x"] == [1, 2, 3] and band["seeds"] == 2 and band["n"] == [2, 2, 1]  # as long as the longest
+    assert band["mean"] == pytest.approx([0.2, 0.6, 0.7]) and band["lo"] == [0.1, 0.5, 0.7]
+    assert band["hi"] == [0.3, 0.7, 0.7]
+    missing = viz.seed_band([{"epoch": [1, 2, 3], "test_acc": [0.1, None, 0.7]}, {"test_acc": [0.3, 0.5]}], "test_acc")
+    assert missing["x"] == [1, 2, 3] and missing["mean"] == pytest.approx([0.2, 0.5, 0.7])
     fig = viz.convergence_curves({"baseline": runs, "SparseOpt": runs[:1]}, "test_acc")
     names = [t.name for t in fig.data]
     assert names == ["baseline (2 seeds)", "SparseOpt (1 seed)"] or names[1] == "baseline (2 seeds)"

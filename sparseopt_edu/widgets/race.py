@@ -3,12 +3,11 @@
 Every race runs both arms: the masked baseline (SparseOpt(enabled=False), i.e. the plain optimizer on masked
 gradients) and SparseOpt + the same optimizer. Runs go sequentially, seed by seed, baseline then SparseOpt,
 through the trainer's events, so both curves grow from the first seconds. Bands are min..max over the seeds
-that have reached a point, the line their mean. docs/method.md §4b: at this scale the two arms overlap; the panel
+that have reached a point, the line their mean (``bands.band_over_seeds``). docs/method.md §4b: at this scale the two arms overlap; the panel
 reports the gap against the seed spread and does not claim more.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import ipywidgets as W
@@ -16,6 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..bands import band_over_seeds
 from ..fast import is_fast, pick
 from ..viz import column_layout
 from .base import TrainingPanel, rename_traces
@@ -73,20 +73,6 @@ class RaceState:
                     eval_every_epochs=1,
                 ))
         return out
-
-
-def band(series: list[list[float]]):
-    """Mean, min and max per index over the series that reach that index."""
-    n = max((len(s) for s in series), default=0)
-    mean, lo, hi = [], [], []
-    for i in range(n):
-        vals = [s[i] for s in series if len(s) > i and math.isfinite(s[i])]
-        if not vals:
-            break
-        mean.append(float(np.mean(vals)))
-        lo.append(min(vals))
-        hi.append(max(vals))
-    return mean, lo, hi
 
 
 class RacePanel(TrainingPanel):
@@ -168,7 +154,7 @@ class RacePanel(TrainingPanel):
             for on in ARMS:
                 runs = list(self.curves.get(on, {}).values())
                 for col, xkey, ykey in ((1, "step", "loss"), (2, "epoch", "test_acc")):
-                    mean, lo, hi = band([r[ykey] for r in runs])
+                    mean, lo, hi, _ = band_over_seeds([r[ykey] for r in runs])
                     longest = max(runs, key=lambda r: len(r[xkey]))[xkey] if runs else []
                     xs = longest[: len(mean)]
                     self._trace(col, on, 0).x, self._trace(col, on, 0).y = xs, lo
