@@ -169,6 +169,16 @@ def test_race_thread_mode_stop_change_optimizer_restart():
     assert [e[0] for e in panel.controller.log] == ["start", "stop", "set", "start"]
 
 
+def test_race_lr_rule_in_one_place():
+    """Adam's lr / 10: the configs and the live LR come from one function (race.trainer_lr)."""
+    from sparseopt_edu.widgets.race import trainer_lr
+
+    assert trainer_lr("sgd", 0.1) == 0.1 and trainer_lr("adam", 0.1) == pytest.approx(0.01)
+    for optimizer in ("sgd", "adam"):
+        state = tiny_race(optimizer=optimizer, lr=0.05, seeds=2)
+        assert {cfg["lr"] for cfg in state.configs()} == {trainer_lr(optimizer, 0.05)}
+
+
 class TrainerSpy:
     """Wraps the panel's ``make_trainer``: keeps every trainer it built and, at each step event, the LR the
     optimizer really holds (``param_groups``), and wakes waiters through one condition (no sleeps)."""
