@@ -16,6 +16,7 @@ from ..data import DATASETS
 from ..models import MODELS, NORMS
 from ..optim import SCOPES
 from ..sparse.distributions import as_number
+from .json_source import json_text
 
 METHODS = ("dense", "static", "set", "rigl", "srigl")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -278,11 +279,8 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text_or_path: str) -> TrainConfig:
-        """From JSON text, or from the path of a .json file."""
-        text = text_or_path
-        if not text.lstrip().startswith("{"):
-            with open(text_or_path) as fh:
-                text = fh.read()
+        """From JSON text, or from the path of a .json file (``json_source.json_text`` tells which)."""
+        text = json_text(text_or_path)
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:

@@ -11,6 +11,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from .json_source import json_text
+
 EVENT_KINDS = ("start", "step", "topology", "epoch", "end")
 EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "time_s", "images_per_s")
 #: fields that depend on the wall clock (left out when runs are compared for exact equality)
@@ -93,11 +95,8 @@ class History:
 
     @classmethod
     def from_json(cls, path_or_text: str) -> History:
-        text = path_or_text
-        if not text.lstrip().startswith("{"):
-            with open(path_or_text) as fh:
-                text = fh.read()
-        return cls.from_dict(json.loads(text))
+        """From JSON text, or from the path of a history.json (``json_source.json_text`` tells which)."""
+        return cls.from_dict(json.loads(json_text(path_or_text)))
 
     def to_csv(self, path=None) -> str:
         """The per-epoch table as CSV (one row per epoch)."""
