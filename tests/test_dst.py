@@ -311,3 +311,90 @@ def test_deferred_leak_raises_at_the_flush():
     train_steps(model, opt, 1, dst=dst)  # no error yet: nothing was read
     with pytest.raises(RuntimeError, match="masks.attach"):
         dst.flush()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the registry: methods declare what they need; build() makes one by name (issue 15 item 4)
+
+def test_registry_lists_every_method_and_the_config_derives_from_it():
+    from sparseopt_edu import dst
+    from sparseopt_edu.train.config import CHOICES, METHODS
+
+    assert dst.METHODS == {"static": Static, "set": SET, "rigl": RigL, "srigl": SRigL}
+    assert METHODS == ("dense", *dst.METHODS) and CHOICES["method"] == METHODS
+    assert {m: dst.initial_fan_in(m) for m in dst.METHODS} == {
+        "static": "random", "set": "random", "rigl": "random", "srigl": "constant"}
+    assert {m: c.options for m, c in dst.METHODS.items()} == {
+        "static": (), "set": (), "rigl": ("grow_from",), "srigl": ("grow_from", "gamma_sal")}
+
+
+def test_a_method_registered_in_a_test_is_built_and_listed():
+    from sparseopt_edu import dst
+
+    class Lazy(SET):
+        """SET that drops half as much: only to show that one class and one register() call add a method."""
+
+        name = "lazy"
+        options = ("shrink",)
+
+        def __init__(self, masks, optimizer=None, *, shrink: float = 0.5, **kwargs):
+            self.shrink = shrink
+            super().__init__(masks, optimizer, **kwargs)
+
+    dst.register(Lazy)
+    try:
+        masks = sparsify(small_mlp(), 0.8)
+        opt = SparseOpt(torch.optim.SGD(masks.model.parameters(), lr=0.1), masks)
+        built = dst.build("lazy", masks, opt, delta_t=2, t_end_steps=9, shrink=0.25, seed=3)
+        assert type(built) is Lazy and built.shrink == 0.25 and built.seed == 3 and built.schedule.t_end == 9
+        assert "lazy" in dst.METHODS and dst.initial_fan_in("lazy") == "random"
+        with pytest.raises(ValueError, match="choose one of static, set, rigl, srigl, lazy"):
+            dst.build("lazzy", masks, opt)
+    finally:
+        del dst.METHODS["lazy"]
+
+
+def test_build_refuses_unknown_methods_and_options_it_does_not_take():
+    from sparseopt_edu import dst
+    from sparseopt_edu.train import TrainConfig
+
+    masks = sparsify(small_mlp(), 0.8)
+    opt = SparseOpt(torch.optim.SGD(masks.model.parameters(), lr=0.1), masks)
+    with pytest.raises(ValueError, match=r"unknown DST method 'dense' \('dense' trains without masks.*choose one"):
+        dst.build("dense", masks, opt)
+    with pytest.raises(TypeError, match="'set' does not take grow_from: it has no options of its own"):
+        dst.build("set", masks, opt, t_end_steps=10, grow_from="corrected")
+    with pytest.raises(TypeError, match="'rigl' does not take gamma_sal: its options are grow_from .*srigl: "
+                                        "grow_from, gamma_sal"):
+        dst.build("rigl", masks, opt, t_end_steps=10, gamma_sal=0.5)
+    built = dst.build("rigl", masks, opt, delta_t=2, t_end_steps=10, grow_from="corrected")
+    assert type(built) is RigL and built.grow_from == "corrected"
+    # a caller holding every method's settings (a TrainConfig) passes what the method declares
+    cfg = TrainConfig(grow_from="corrected")
+    assert dst.options_of("set", cfg) == {} and dst.options_of("srigl", cfg) == {"grow_from": "corrected"}
+    assert dst.options_of("srigl", {"grow_from": "raw", "gamma_sal": 0.5, "lr": 1}) == {
+        "grow_from": "raw", "gamma_sal": 0.5}
+
+
+def test_register_checks_the_declarations():
+    from sparseopt_edu import dst
+
+    class Unnamed(SET):
+        pass  # inherits name "set": it must name itself, not replace SET
+
+    class Clash(SET):
+        name = "rigl"
+
+    class Typo(SET):
+        name = "typo"
+        options = ("grow_form",)
+
+    class Fan(SET):
+        name = "fan"
+        initial_fan_in = "constant-ish"
+
+    for cls, message in [(Unnamed, "must declare its own name"), (Clash, "already registered \\(RigL\\)"),
+                         (Typo, "grow_form"), (Fan, "initial_fan_in must be one of")]:
+        with pytest.raises(ValueError, match=message):
+            dst.register(cls)
+    assert list(dst.METHODS) == ["static", "set", "rigl", "srigl"]

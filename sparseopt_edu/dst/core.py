@@ -107,9 +107,17 @@ class DynamicSparsity:
     (``schedule.py``: an int ``t_end`` >= 2 is read as steps too, ``t_end=1`` is refused as ambiguous).
     A method is a scorer: ``grow_scores(inputs)`` returns one flat score per connection (``UpdateInputs``);
     SRigL, whose grow rule is per neuron, replaces ``new_mask`` instead.
+
+    What a method needs from whoever builds it, it declares here (``registry.py`` reads these; nothing else
+    names a method): ``name`` (its registry key, the ``--method`` value), ``initial_fan_in`` (the mask
+    ``sparsify`` should draw for it: ``"random"`` or ``"constant"``), ``needs_gradient`` (it grows from the raw
+    dense gradient) and ``options`` (its own keyword arguments, e.g. RigL's ``grow_from``).
     """
 
+    name = ""
+    initial_fan_in = "random"
     needs_gradient = False
+    options: tuple[str, ...] = ()
 
     def __init__(
         self,

@@ -12,6 +12,8 @@ from .core import TINY, DynamicSparsity
 class Static(DynamicSparsity):
     """No topology updates: the fixed random mask of ``sparsify`` (the static sparse baseline)."""
 
+    name = "static"
+
     def __init__(self, masks, optimizer=None, **kwargs):
         kwargs["t_end"] = 0
         kwargs.pop("total_steps", None)
@@ -24,6 +26,8 @@ class SET(DynamicSparsity):
 
     New weights start at 0, as in RigL's SET baseline (Mocanu's original drew them at random).
     """
+
+    name = "set"
 
     def grow_scores(self, inputs):
         return inputs.noise()
@@ -38,7 +42,9 @@ class RigL(DynamicSparsity):
     update steps only.
     """
 
+    name = "rigl"
     needs_gradient = True
+    options = ("grow_from",)
 
     def __init__(self, masks, optimizer=None, *, grow_from: str = "raw", **kwargs):
         if grow_from not in ("raw", "corrected"):
@@ -64,6 +70,10 @@ class SRigL(RigL):
     then keeps its surviving weights first and regrows by largest |gradient| up to its fan-in.
     With constant fan-in every active neuron has d_i = d_mean, so SparseOpt is exactly the inner optimizer.
     """
+
+    name = "srigl"
+    initial_fan_in = "constant"  # it keeps a constant fan-in; starting from one avoids a conversion (and a warning)
+    options = ("grow_from", "gamma_sal")
 
     def __init__(self, masks, optimizer=None, *, gamma_sal: float = 0.3, **kwargs):
         if not 0.0 <= gamma_sal <= 1.0:

@@ -13,12 +13,13 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 
 from ..data import DATASETS
+from ..dst import METHODS as DST_METHODS
 from ..models import MODELS, NORMS
 from ..optim import SCOPES
 from ..sparse.distributions import as_number
 from .json_source import json_text
 
-METHODS = ("dense", "static", "set", "rigl", "srigl")
+METHODS = ("dense", *DST_METHODS)  # dense: no masks; the rest is the DST registry (dst/registry.py)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step", "linear")
 DISTRIBUTIONS = ("erk", "er", "uniform")
