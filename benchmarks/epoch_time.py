@@ -14,6 +14,7 @@ the steady state is the median of the later epochs. Prints a table and writes JS
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -148,6 +149,10 @@ def main(argv=None) -> int:
     if not wanted or not set(wanted) <= {"rigl", "dense"}:
         p.error(f"--configs takes rigl and/or dense, got {args.configs!r}")
     engine = {name: engine_epochs(args, name, name == "rigl", graphs) for name in wanted}
+    # Free the finished trainers' CUDA graphs here, before the DataLoader forks its workers: a worker that
+    # collected them would call cudaGraphExecDestroy in a forked child and print "CUDAGraph.cpp ... CUDA warning:
+    # initialization error" once per graph (issue 17; benchmarks/fork_warning.py shows it).
+    gc.collect()
     base = standard_loop(args, data)
     rows = list(engine.values()) + [base]
     first = engine[wanted[0]]
