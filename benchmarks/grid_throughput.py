@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from sparseopt_edu.cli import table2_config
+from sparseopt_edu.paper import table2_config
 from sparseopt_edu.train import Trainer, grid
 
 

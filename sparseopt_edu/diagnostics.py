@@ -402,3 +402,25 @@ def skew_summary(rows: list[list[float]]) -> dict:
         "slope_corrected": sum(f[1] for f in fits) / len(fits) if fits else None,
         "rotation_deg": sum(angles) / len(angles) if angles else None,
     }
+
+
+# ----- the paper's Fig. 3 as rows (the ``skew`` command and the demo print them) -------------------------
+def skew_rows(sparsities, norms, seeds: int = 5, hidden: int = 256, data=None) -> list[dict]:
+    """:func:`gradient_ratio` at each (norm, sparsity), rounded for a table, a plot or JSON: one dict per point
+    with the measured sparse/dense ratio, its std over ``seeds`` and the theory 1/sqrt(1 - s)."""
+    rows = []
+    for norm in norms:
+        for sp in sparsities:
+            r = gradient_ratio(sp, norm, data=data, hidden=hidden, seeds=seeds)
+            rows.append({"sparsity": sp, "norm": norm, "ratio": round(r["ratio"], 4),
+                         "theory": round(r["theory"], 4), "std": round(r["std"], 4)})
+    return rows
+
+
+def format_skew(rows) -> str:
+    """:func:`skew_rows` as a fixed-width text table (norm, sparsity, ratio ± std, theory)."""
+    lines = [f"{'norm':6s} {'sparsity':>8s} {'ratio':>8s} {'± std':>7s} {'theory':>7s}"]
+    for r in rows:
+        lines.append(f"{r['norm']:6s} {r['sparsity']:8.2f} {r['ratio']:8.3f} {r.get('std', 0.0):7.3f} "
+                     f"{r['theory']:7.3f}")
+    return "\n".join(lines)

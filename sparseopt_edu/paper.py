@@ -1,5 +1,5 @@
 """The paper's published numbers (Adnan et al., ICML 2026; docs/method.md section 3), as data the notebooks plot,
-and our recipe for its Table 2 experiment.
+our recipe for its Table 2 experiment, and the table that puts our Table 2 numbers beside the paper's.
 
 Top-1 test accuracy in percent. Kept here, not in a notebook, so a figure, a test and the CLI all compare
 against the same numbers. Nothing here is measured by us.
@@ -82,3 +82,31 @@ def table2_recipe(dataset: str = "cifar100", epochs: int = 100, *, batch_size: i
                        grow_from="raw", n_train=n_train, n_test=n_test, device=device,
                        data_root=data_root, data_kwargs=data_kwargs, progress=False,
                        log_every=100)  # a step log is a host sync: on a GPU, one per 100 steps (tables use epochs)
+
+
+def table2_config(run):
+    """``table2_recipe`` with the sizes of one reproduction, read from ``run``'s attributes (``dataset``,
+    ``epochs``, ``batch_size``, ``delta_t``, ``n_train``, ``n_test``, ``device``, ``data_root``): the namespace of
+    ``sparseopt-edu reproduce``, or a benchmark's, so both run exactly the same recipe."""
+    return table2_recipe(run.dataset, run.epochs, batch_size=run.batch_size, delta_t=run.delta_t,
+                         n_train=run.n_train, n_test=run.n_test, device=run.device, data_root=run.data_root)
+
+
+def format_table2(rows, epochs: int) -> str:
+    """A Markdown table of our RigL and RigL + SparseOpt accuracies (mean ± std over seeds) beside Table 2's
+    cells; ``rows`` are ``train.grid`` results. A run length the paper lacks is shown beside its 100-epoch column."""
+    from .train import grid
+
+    column = epochs if epochs in TABLE2_EPOCHS else 100
+    summary = {(r["variant"], r["sparsity"]): r for r in grid.summarize(rows)}
+    head = f"| sparsity | method | ours ({epochs} ep, top-1 %) | paper ({column} ep) |"
+    lines = [head, "|---|---|---|---|"]
+    for sp in sorted({r["sparsity"] for r in rows if r["method"] == "rigl"}):
+        for variant, label in (("rigl+sparseopt", "sparseopt"), ("rigl", "baseline")):
+            s = summary.get((variant, sp))
+            ours = "n/a" if s is None or s["test_acc_mean"] is None else \
+                f"{100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f} (n={s['seeds']})"
+            paper = TABLE2.get((round(sp, 2), label), {}).get(column)
+            paper_txt = f"{paper[0]:.2f} ± {paper[1]:.2f}" if paper else "—"
+            lines.append(f"| {sp:.0%} | {'SparseOpt' if label == 'sparseopt' else 'baseline'} | {ours} | {paper_txt} |")
+    return "\n".join(lines) + "\n"

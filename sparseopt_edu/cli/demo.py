@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..diagnostics import format_skew, skew_rows
 from . import command
 from .errors import CliError, guarded
 from .grid import run_grid, write_compare_report
-from .skew import format_skew, skew_rows
 
 
 def _demo_args(parser: argparse.ArgumentParser) -> None:

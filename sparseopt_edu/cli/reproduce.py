@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..paper import TABLE2
+from ..paper import format_table2, table2_config
 from . import command
 from .args import int_or_none
 from .errors import CliError, guarded
@@ -29,32 +29,6 @@ def _reproduce_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=128, help=argparse.SUPPRESS)
     parser.add_argument("--delta-t", type=int, default=100, help=argparse.SUPPRESS)
     add_grid_args(parser, sparsities="0.9,0.95,0.97", seeds=3)
-
-
-def table2_config(args):
-    """docs/method.md section 3 recipe (``paper.table2_recipe``) with the command's sizes."""
-    from ..paper import table2_recipe
-
-    return table2_recipe(args.dataset, args.epochs, batch_size=args.batch_size, delta_t=args.delta_t,
-                         n_train=args.n_train, n_test=args.n_test, device=args.device, data_root=args.data_root)
-
-
-def format_table2(rows, epochs: int) -> str:
-    from ..train import grid
-
-    column = epochs if epochs in (100, 200, 300, 500) else 100
-    summary = {(r["variant"], r["sparsity"]): r for r in grid.summarize(rows)}
-    head = f"| sparsity | method | ours ({epochs} ep, top-1 %) | paper ({column} ep) |"
-    lines = [head, "|---|---|---|---|"]
-    for sp in sorted({r["sparsity"] for r in rows if r["method"] == "rigl"}):
-        for variant, label in (("rigl+sparseopt", "sparseopt"), ("rigl", "baseline")):
-            s = summary.get((variant, sp))
-            ours = "n/a" if s is None or s["test_acc_mean"] is None else \
-                f"{100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f} (n={s['seeds']})"
-            paper = TABLE2.get((round(sp, 2), label), {}).get(column)
-            paper_txt = f"{paper[0]:.2f} ± {paper[1]:.2f}" if paper else "—"
-            lines.append(f"| {sp:.0%} | {'SparseOpt' if label == 'sparseopt' else 'baseline'} | {ours} | {paper_txt} |")
-    return "\n".join(lines) + "\n"
 
 
 @command("reproduce", configure=_reproduce_args)

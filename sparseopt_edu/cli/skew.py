@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 
+from ..diagnostics import format_skew, skew_rows
 from . import command
 from .args import add_threads_flag, floats, set_threads
 from .errors import CliError, guarded
@@ -25,18 +26,6 @@ def _skew_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=os.path.join("runs", "skew", "skew.html"), help="HTML plot to write")
     parser.add_argument("--json", action="store_true", help="print only a JSON list of rows on stdout")
     add_threads_flag(parser)
-
-
-def skew_rows(sparsities, norms, seeds=5, hidden=256, data=None) -> list[dict]:
-    from .. import diagnostics
-
-    rows = []
-    for norm in norms:
-        for sp in sparsities:
-            r = diagnostics.gradient_ratio(sp, norm, data=data, hidden=hidden, seeds=seeds)
-            rows.append({"sparsity": sp, "norm": norm, "ratio": round(r["ratio"], 4),
-                         "theory": round(r["theory"], 4), "std": round(r["std"], 4)})
-    return rows
 
 
 def _probe_data(name: str):
@@ -79,12 +68,3 @@ def skew_cmd(args: argparse.Namespace) -> int:
                                               [f"<pre>{format_skew(rows)}</pre>"]))
     print(f"wrote {path}")
     return 0
-
-
-def format_skew(rows) -> str:
-    lines = [f"{'norm':6s} {'sparsity':>8s} {'ratio':>8s} {'± std':>7s} {'theory':>7s}"]
-    for r in rows:
-        lines.append(f"{r['norm']:6s} {r['sparsity']:8.2f} {r['ratio']:8.3f} {r.get('std', 0.0):7.3f} "
-                     f"{r['theory']:7.3f}")
-    return "\n".join(lines)
-
