@@ -179,6 +179,21 @@ def test_race_lr_rule_in_one_place():
         assert {cfg["lr"] for cfg in state.configs()} == {trainer_lr(optimizer, 0.05)}
 
 
+def test_panel_states_take_the_library_defaults():
+    """Item 4 of issue 15: a panel field is TrainConfig's default unless the panel names its own reason."""
+    import dataclasses
+
+    from sparseopt_edu.train import TrainConfig
+    from sparseopt_edu.widgets.dst import DSTState
+
+    own = {RaceState: {"seeds", "epochs", "delta_t", "log_every"},
+           DSTState: {"sparseopt", "delta_t", "dataset", "log_every"}}
+    for cls, panel_choices in own.items():
+        for f in dataclasses.fields(cls):
+            if f.name not in panel_choices:
+                assert f.default == getattr(TrainConfig(), f.name), (cls.__name__, f.name)
+
+
 class TrainerSpy:
     """Wraps the panel's ``make_trainer``: keeps every trainer it built and, at each step event, the LR the
     optimizer really holds (``param_groups``), and wakes waiters through one condition (no sleeps)."""

@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from .. import diagnostics
 from ..fast import is_fast, pick
+from ..train.config import TrainConfig
 from ..viz import column_layout
 from .base import TrainingPanel
 from .controller import Throttle
@@ -35,21 +36,23 @@ def _fmt(value, spec: str) -> str:
 
 @dataclass(frozen=True)
 class DSTState:
-    method: str = "rigl"
-    sparsity: float = 0.9
-    norm: str = "bn"
-    sparseopt: bool = False
-    delta_t: int = 20
-    alpha: float = 0.3
-    lr: float = 0.1
-    seed: int = 0
-    dataset: str = "mnist_subset"
-    hidden: int = 256
-    epochs: int = 10
-    batch_size: int = 128
-    log_every: int = 5
-    n_train: int | None = None
-    n_test: int | None = None
+    """``TrainConfig.<field>``: the library's default; a literal: the panel's own choice, with the reason."""
+
+    method: str = TrainConfig.method
+    sparsity: float = TrainConfig.sparsity
+    norm: str = TrainConfig.norm
+    sparseopt: bool = False  # the panel's: notebook 03 starts raw, then asks to tick SparseOpt (TrainConfig: on)
+    delta_t: int = 20  # the panel's: many updates to watch in a short run (TrainConfig: 100)
+    alpha: float = TrainConfig.alpha
+    lr: float = TrainConfig.lr
+    seed: int = TrainConfig.seed
+    dataset: str = "mnist_subset"  # the panel's: real MNIST, fan-in 784, as notebook 03 says (TrainConfig: digits)
+    hidden: int = TrainConfig.hidden
+    epochs: int = TrainConfig.epochs
+    batch_size: int = TrainConfig.batch_size
+    log_every: int = 5  # the panel's: the status's step count moves every 5 steps (TrainConfig: 10)
+    n_train: int | None = TrainConfig.n_train
+    n_test: int | None = TrainConfig.n_test
 
     @classmethod
     def default(cls, **kw) -> DSTState:
@@ -59,13 +62,18 @@ class DSTState:
         return cls(**base)
 
     def config(self) -> dict:
-        return dict(model="mlp", dataset=self.dataset, norm=self.norm, hidden=self.hidden, depth=1,
-                    sparsity=self.sparsity, distribution="erk", method=self.method, sparseopt=self.sparseopt,
-                    optimizer="sgd", lr=self.lr, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                    schedule="cosine", batch_size=self.batch_size, epochs=self.epochs, delta_t=self.delta_t,
-                    alpha=self.alpha, t_end=0.75, grow_from="raw", seed=self.seed,
-                    device="cpu" if is_fast() else "auto", compile=False, cuda_graphs=False,
-                    log_every=self.log_every, skew_every="update", n_train=self.n_train, n_test=self.n_test)
+        """A TrainConfig dict: what the panel sets; every other field (optimizer, momentum, schedule, t_end,
+        distribution, grow_from, ...) is TrainConfig's default."""
+        return dict(model="mlp",  # the panel's text and histogram are the MLP's hidden layer (the default too)
+                    dataset=self.dataset, norm=self.norm, hidden=self.hidden,
+                    sparsity=self.sparsity, method=self.method, sparseopt=self.sparseopt,
+                    lr=self.lr, batch_size=self.batch_size, epochs=self.epochs, delta_t=self.delta_t,
+                    alpha=self.alpha, seed=self.seed,
+                    device="cpu" if is_fast() else "auto",  # fast mode: the CPU (TrainConfig: "auto")
+                    cuda_graphs=False,  # the panel's since it was written (TrainConfig: "auto")
+                    log_every=self.log_every,
+                    skew_every="update",  # the slope plot needs the skew at every update (the default too)
+                    n_train=self.n_train, n_test=self.n_test)
 
 
 class DSTPanel(TrainingPanel):

@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from ..bands import band_over_seeds
 from ..fast import is_fast, pick
+from ..train.config import TrainConfig
 from ..viz import column_layout
 from .base import TrainingPanel, rename_traces
 from .engine import make_trainer
@@ -41,23 +42,27 @@ def arm_name(sparseopt: bool, optimizer: str) -> str:
 
 @dataclass(frozen=True)
 class RaceState:
-    """The whole race, seed included: the same state gives the same curves (on CPU)."""
+    """The whole race, seed included: the same state gives the same curves (on CPU).
 
-    norm: str = "bn"
-    sparsity: float = 0.9
-    optimizer: str = "sgd"
-    method: str = "rigl"
-    seeds: int = 2
-    lr: float = 0.1
-    seed: int = 0
-    model: str = "mlp"
-    dataset: str = "digits"
-    hidden: int = 256
-    epochs: int = 8
-    batch_size: int = 128
-    delta_t: int = 20
-    distribution: str = "erk"
-    log_every: int = 5
+    ``TrainConfig.<field>``: the library's default (so the race trains what ``sparseopt-edu compare`` trains);
+    a number: the panel's own choice, with the reason.
+    """
+
+    norm: str = TrainConfig.norm
+    sparsity: float = TrainConfig.sparsity
+    optimizer: str = TrainConfig.optimizer
+    method: str = TrainConfig.method
+    seeds: int = 2  # the panel's: a band needs 2+ seeds (default(): 3, fast mode 2)
+    lr: float = TrainConfig.lr  # SGD's; Adam gets trainer_lr's tenth of it
+    seed: int = TrainConfig.seed
+    model: str = TrainConfig.model
+    dataset: str = TrainConfig.dataset
+    hidden: int = TrainConfig.hidden
+    epochs: int = 8  # the panel's: a race of a few minutes on a CPU (TrainConfig: 10; default(): 10, fast mode 4)
+    batch_size: int = TrainConfig.batch_size
+    delta_t: int = 20  # the panel's: many updates in a short run (TrainConfig: 100); notebook 04 measures it
+    distribution: str = TrainConfig.distribution
+    log_every: int = 5  # the panel's: a denser live loss curve (TrainConfig: 10)
 
     @classmethod
     def default(cls, **kw) -> RaceState:
@@ -66,19 +71,25 @@ class RaceState:
         return cls(**base)
 
     def configs(self) -> list[dict]:
-        """TrainConfig dicts, in run order: seed by seed, baseline then SparseOpt."""
+        """TrainConfig dicts, in run order: seed by seed, baseline then SparseOpt.
+
+        Only what the race sets; every other field (depth, momentum, nesterov, schedule, alpha, t_end, ...) is
+        TrainConfig's default.
+        """
         out = []
         for seed in range(self.seed, self.seed + self.seeds):
             for on in ARMS:
                 out.append(dict(
-                    model=self.model, dataset=self.dataset, norm=self.norm, hidden=self.hidden, depth=1,
+                    model=self.model, dataset=self.dataset, norm=self.norm, hidden=self.hidden,
                     sparsity=self.sparsity, distribution=self.distribution, method=self.method, sparseopt=on,
                     optimizer=self.optimizer, lr=trainer_lr(self.optimizer, self.lr),
-                    momentum=0.9, nesterov=True, weight_decay=5e-4 if self.optimizer == "sgd" else 0.0,
-                    schedule="cosine", batch_size=self.batch_size, epochs=self.epochs, delta_t=self.delta_t,
-                    alpha=0.3, t_end=0.75, seed=seed, device="cpu" if is_fast() else "auto",
-                    compile=False, cuda_graphs=False, amp="auto", log_every=self.log_every,
-                    eval_every_epochs=1,
+                    # the panel's: Adam without weight decay (TrainConfig's 5e-4 is SGD's)
+                    weight_decay=TrainConfig.weight_decay if self.optimizer == "sgd" else 0.0,
+                    batch_size=self.batch_size, epochs=self.epochs, delta_t=self.delta_t, seed=seed,
+                    device="cpu" if is_fast() else "auto",  # fast mode: the CPU (TrainConfig: "auto")
+                    cuda_graphs=False,  # the panel's since it was written (TrainConfig: "auto")
+                    log_every=self.log_every,
+                    eval_every_epochs=1,  # the test-accuracy curve has a point every epoch (the default too)
                 ))
         return out
 
