@@ -10,7 +10,7 @@ from torch import nn
 
 from sparseopt_edu import RigL, SparseOpt, sparsify
 from sparseopt_edu.dst import SRigL
-from sparseopt_edu.sparse.masks import neuron_rows
+from sparseopt_edu.sparse.layers import neuron_rows
 
 
 class Decoder(nn.Module):

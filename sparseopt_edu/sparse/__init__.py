@@ -1,13 +1,14 @@
-"""Sparse masks and layer-wise sparsity distributions."""
+"""Sparse masks and layer-wise sparsity distributions.
+
+distributions.py: how many weights each layer keeps. layers.py: which layers are masked, what a neuron is.
+build.py: ``sparsify``, the first masks. masks.py: ``SparseMasks``, the masks and their caches from then on.
+optimizer_state.py: the optimizer state that follows the masks. flat.py: every masked layer as one vector.
+"""
+from .build import random_mask, sparsify
 from .distributions import DISTRIBUTIONS, layer_counts, layer_densities
-from .masks import (
-    ELEMENTWISE_OPTIMIZERS,
-    SparseMasks,
-    check_elementwise,
-    maskable_layers,
-    random_mask,
-    sparsify,
-)
+from .layers import maskable_layers
+from .masks import SparseMasks
+from .optimizer_state import ELEMENTWISE_OPTIMIZERS, check_elementwise
 
 __all__ = [
     "DISTRIBUTIONS", "ELEMENTWISE_OPTIMIZERS", "SparseMasks", "check_elementwise", "layer_counts",
