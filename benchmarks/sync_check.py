@@ -37,17 +37,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 #: Functions of the per-step path. A sync whose nearest decisive frame is one of these happens per step or per
 #: topology update; nothing excuses it ("step" covers Trainer steps, GraphStep.step and DynamicSparsity.step).
 PER_STEP = frozenset({
-    "_train_step", "step", "_eager", "_recorded_step", "_core_step", "_forward_loss", "_accumulate",
-    "_apply_requests", "_write_lr", "update", "_skew_snapshot", "snapshot_gradients", "set_gradient_snapshot",
-    "replay",
+    "_train_step", "train_step", "loss_fn", "add", "step", "__call__", "_eager", "_recorded", "write_lr", "base_lr",
+    "commit", "update", "skew_table", "_gradient_copy", "snapshot_gradients", "set_gradient_snapshot",
+    "use_gradient_snapshot", "take_gradient_snapshot", "replay",
 })
 
 #: The places allowed to sync: function name -> (unit, syncs per unit per site, why). Units are counted from the
 #: run (``units``): "run" = 1, "epoch" = epochs run, "log" = logging steps, "capture" = CUDA graphs captured.
 JUSTIFIED = {
     "__init__": ("run", 4, "set-up: building the model, the masks and the loaders"),
-    "_capture": ("capture", 2, "CUDA graph capture, once per graph"),
-    "_capture_update": ("capture", 2, "CUDA graph capture of the update step, once per graph"),
+    "_capture": ("capture", 2, "CUDA graph capture, once per graph (the step's and the update step's)"),
     "_end_epoch": ("epoch", 2, "epoch end: the epoch's loss/accuracy sums and pending topology checks"),
     "evaluate": ("epoch", 2, "epoch end: test accuracy"),
     "_log_step": ("log", 2, "logging step: the window's loss and pending topology checks"),

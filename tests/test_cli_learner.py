@@ -9,7 +9,7 @@ from dataclasses import fields
 import pytest
 
 from sparseopt_edu.cli import build_parser, main
-from sparseopt_edu.train import TrainConfig, grid
+from sparseopt_edu.train import RunControl, TrainConfig, grid
 from sparseopt_edu.train.config import CHOICES, HELP
 
 
@@ -52,11 +52,13 @@ def test_time_per_run_counts_a_run_stopped_in_its_first_epoch(tmp_path):
                        device="cpu", progress=False, log_every=1)
     jobs = grid.plan(base, ["static"], [0.9], [0], str(tmp_path))
 
+    control = RunControl()
+
     def stop_early(ev):
         if ev.kind == "step" and ev.step >= 4:
-            ev.trainer.request_stop()
+            control.stop()
 
-    (row,) = grid.run(jobs, callbacks=[stop_early])
+    (row,) = grid.run(jobs, callbacks=[stop_early], control=control)
     assert row["reason"] == "stopped" and row["history"]["time_s"] == []
     assert row["time_s"] > 0.0
     summary = grid.markdown_table(grid.summarize([row]))

@@ -64,9 +64,10 @@ def test_a_per_update_flush_fails_although_it_is_a_flush():
 
 
 def test_syncs_in_the_eager_step_or_the_step_fail():
-    for chain in (["_core_step", "_eager", "step", "_train_step", "iterate"],  # warm-up/eager update step
+    for chain in (["train_step", "_eager", "__call__", "_train_step", "iterate"],  # warm-up/eager update step
                   ["item", "step", "_train_step", "iterate"],  # the optimizer's or DST's step
-                  ["_write_lr", "_train_step", "iterate"]):
+                  ["write_lr", "_train_step", "iterate"],  # the LR written into the optimizer
+                  ["skew_table", "_train_step", "iterate"]):  # the skew metrics of an update step
         v = sc.judge(("x.py", 1, chain[0]), 3, chain, UNITS)
         assert not v.allowed, chain
 
@@ -76,7 +77,7 @@ def test_a_site_that_syncs_once_needs_a_justified_caller():
     v = sc.judge(("sparseopt_edu/x.py", 9, "helper"), 1, ["helper", "_load_data", "somewhere"], UNITS)
     assert not v.allowed and "no justified caller" in v.why
     assert sc.judge(("m.py", 3, "__init__"), 1, ["__init__"], UNITS).allowed
-    assert sc.judge(("g.py", 3, "_capture"), 2, ["_capture", "step", "_train_step"], UNITS).allowed  # capture
+    assert sc.judge(("g.py", 3, "_capture"), 2, ["_capture", "__call__", "_train_step"], UNITS).allowed  # capture
 
 
 def test_a_justified_place_that_syncs_per_step_is_over_budget():

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
-from sparseopt_edu.train import History, Recorder, TrainConfig, Trainer, train
+from sparseopt_edu.train import History, Recorder, RunControl, TrainConfig, Trainer, train
 from sparseopt_edu.train.events import EPOCH_KEYS
 
 
@@ -59,7 +60,7 @@ def test_events_order_and_keys():
     assert topo, "RigL with delta_t=5 must update the topology"
     for e in topo:
         assert set(e.data) >= {"itop", "changed", "slope_raw", "slope_corrected", "rotation_deg", "fan_in_cv"}
-        assert e.step % 5 == 0 and e.trainer is t
+        assert e.step % 5 == 0 and e.run is None and not hasattr(e, "trainer")  # events carry data only
         assert isinstance(e.data["slope_raw"], float) and e.data["rotation_deg"] > 0
     assert [e.step for e in topo] == [r["step"] for r in h.topology]
     assert topo[-1].data["itop"] > topo[0].data["itop"] > 0.1
@@ -72,12 +73,14 @@ def test_events_order_and_keys():
 
 
 def test_request_stop_mid_run():
+    control = RunControl()
+
     def stopper(event):
         if event.kind == "step" and event.step >= 10:
-            event.trainer.request_stop()
+            control.stop()
 
     rec = Recorder()
-    t = Trainer(tiny(method="rigl", epochs=5), callbacks=[stopper, rec])
+    t = Trainer(tiny(method="rigl", epochs=5), callbacks=[stopper, rec], control=control)
     h = t.run()
     assert h.reason == "stopped" and t.step == 10
     assert rec.of("end")[0].data["reason"] == "stopped"
@@ -85,11 +88,13 @@ def test_request_stop_mid_run():
 
 
 def test_set_lr_applies_between_steps():
-    def control(event):
-        if event.kind == "step" and event.step == 5:
-            event.trainer.set_lr(0.01)
+    control = RunControl()
 
-    h = train(tiny(method="dense", schedule="constant", epochs=1), callbacks=[control])
+    def steer(event):
+        if event.kind == "step" and event.step == 5:
+            control.set_lr(0.01)
+
+    h = Trainer(tiny(method="dense", schedule="constant", epochs=1), callbacks=[steer], control=control).run()
     assert h.step_log[0]["lr"] == pytest.approx(0.05) and h.step_log[1]["lr"] == pytest.approx(0.01)
 
 
@@ -105,11 +110,13 @@ def test_resume_equals_uninterrupted(tmp_path, stop_at):
 
     kind, at = stop_at
 
+    control = RunControl()
+
     def stopper(event):
         if event.kind == kind and (event.epoch if kind == "epoch" else event.step) >= at:
-            event.trainer.request_stop()
+            control.stop()
 
-    part = Trainer(tiny(**cfg, run_dir=str(tmp_path / "part")), callbacks=[stopper])
+    part = Trainer(tiny(**cfg, run_dir=str(tmp_path / "part")), callbacks=[stopper], control=control)
     assert part.run().reason == "stopped"
     assert 0 < part.step < full.step
     for name in ("config.json", "history.json", "history.csv", "checkpoint.pt"):
@@ -133,14 +140,16 @@ def test_resume_equals_uninterrupted(tmp_path, stop_at):
 
 
 def test_nan_stops_and_keeps_files(tmp_path):
+    control = RunControl()
+
     def explode(event):
         if event.kind == "epoch" and event.epoch == 1:
-            event.trainer.set_lr(1e30)
+            control.set_lr(1e30)
 
     run_dir = tmp_path / "nan"
     rec = Recorder()
-    h = train(tiny(method="rigl", norm="none", epochs=4, schedule="constant", run_dir=str(run_dir)),
-              callbacks=[explode, rec])
+    h = Trainer(tiny(method="rigl", norm="none", epochs=4, schedule="constant", run_dir=str(run_dir)),
+                callbacks=[explode, rec], control=control).run()
     assert h.reason == "nan" and rec.of("end")[0].data["reason"] == "nan"
     assert len(h.epoch) == 1
     saved = torch.load(run_dir / "checkpoint.pt", weights_only=False)
@@ -214,21 +223,34 @@ def test_lr_schedules():
     assert [st.lr_at(t) for t in (0, 50, 75)] == pytest.approx([1.0, 0.1, 0.01])
 
 
-def test_skew_snapshot_matches_diagnostics():
+def test_skew_table_matches_a_per_layer_reference():
+    """diagnostics.skew_table (all layers at once, what the trainer records) against a plain per-layer
+    computation: the fitted slope of log mean |grad| per live weight on log density, and the raw/corrected angle."""
     from sparseopt_edu import diagnostics
-    from sparseopt_edu.train.engine import _skew_summary
 
     t = Trainer(tiny(method="rigl", model="mlp", depth=2, epochs=1, delta_t=10))
     t.run()
     x, y = next(iter(t.train_loader))
     t.optimizer.zero_grad()
     torch.nn.functional.cross_entropy(t.model(x), y).backward()
-    fast = _skew_summary(t._skew_snapshot().tolist())
-    slopes = [diagnostics.neuron_gradients(t.masks, n) for n in t.masks]
-    angles = diagnostics.rotation_angles(t.masks)
-    assert fast["slope_raw"] == pytest.approx(sum(s["slope_raw"] for s in slopes) / len(slopes), rel=1e-4)
-    assert fast["slope_corrected"] == pytest.approx(sum(s["slope_corrected"] for s in slopes) / len(slopes), rel=1e-4)
-    assert fast["rotation_deg"] == pytest.approx(sum(angles.values()) / len(angles), rel=1e-4)
+    table = diagnostics.skew_table(t.masks).tolist()
+    for (slope_raw, slope_corrected, distinct, angle), (name, m) in zip(table, t.masks.modules.items()):
+        mask = m.weight_mask.flatten(1).double()
+        live = mask.sum(1)
+        g = (m.weight.grad.flatten(1).double().abs() * mask).sum(1) / live.clamp_min(1)
+        scale = (live / live[live > 0].mean()).sqrt()
+        density = live / mask.shape[1]
+        assert slope_raw == pytest.approx(diagnostics.fit_loglog_slope(density, g), rel=1e-9), name
+        assert slope_corrected == pytest.approx(diagnostics.fit_loglog_slope(density, g * scale), rel=1e-9), name
+        assert distinct == len(set(live[live > 0].tolist())), name
+        gm = m.weight.grad.flatten(1).double() * mask
+        corrected = gm * scale[:, None]
+        cos = (gm * corrected).sum() / (gm.norm() * corrected.norm())
+        assert angle == pytest.approx(math.degrees(math.acos(min(1.0, float(cos)))), rel=1e-6, abs=1e-6), name
+    summary = diagnostics.skew_summary(table)
+    assert summary["rotation_deg"] == pytest.approx(sum(r[3] for r in table) / len(table))
+    assert summary["rotation_deg"] == pytest.approx(
+        sum(diagnostics.rotation_angles(t.masks).values()) / len(table))
 
 
 def test_deferred_topology_events_equal_immediate_ones():

@@ -1,9 +1,12 @@
-"""The training engine: config, events, the loop, checkpoints and run folders (docs/TRAINER_API.md).
+"""The training engine: config, the one step, events, control, the loop, checkpoints and run folders
+(docs/TRAINER_API.md, docs/ARCHITECTURE.md).
 
 Never imports plotly or ipywidgets: live plots are subscribers written elsewhere.
 """
 from .config import TrainConfig
-from .engine import LRSchedule, Trainer, train
+from .control import RunControl
+from .engine import Trainer, train
 from .events import Event, History, Recorder
+from .lr_schedule import LRSchedule
 
-__all__ = ["Event", "History", "LRSchedule", "Recorder", "TrainConfig", "Trainer", "train"]
+__all__ = ["Event", "History", "LRSchedule", "Recorder", "RunControl", "TrainConfig", "Trainer", "train"]

@@ -34,18 +34,18 @@ def can_overlap(config: TrainConfig) -> bool:
 
 
 def run_concurrently(configs: list[TrainConfig], parallel: int, on_done=None, callbacks=(),
-                     interleave: bool | None = None) -> list[dict]:
+                     interleave: bool | None = None, control=None) -> list[dict]:
     """Train every config, ``parallel`` at a time, each on its own CUDA stream; returns the Histories as dicts,
     in order. ``on_done(index, history_dict)`` is called as each run ends; ``callbacks`` subscribe to every
     run's events. ``interleave`` forces interleaving on or off (default: on where ``can_overlap``; on a CPU it
-    only serves tests of the driver itself).
+    only serves tests of the driver itself). ``control``: one ``RunControl`` shared by every run.
     """
     results: list[dict | None] = [None] * len(configs)
     if interleave is None:
         interleave = all(can_overlap(c) for c in configs)
     if parallel <= 1 or len(configs) <= 1 or not interleave:
         for i, cfg in enumerate(configs):
-            results[i] = Trainer(cfg, callbacks).run().to_dict()
+            results[i] = Trainer(cfg, callbacks, control).run().to_dict()
             if on_done:
                 on_done(i, results[i])
             if results[i]["reason"] == "interrupted":  # Ctrl-C: the run kept its records; start no more runs
@@ -81,7 +81,7 @@ def run_concurrently(configs: list[TrainConfig], parallel: int, on_done=None, ca
                 stream = slots[slot]
                 try:
                     with on_stream(stream):
-                        trainer = Trainer(configs[i], callbacks)
+                        trainer = Trainer(configs[i], callbacks, control)
                     active[i] = (trainer, trainer.iterate(), stream, slot)
                 except Exception as e:  # noqa: BLE001 - the other runs go on; raised at the end
                     errors.append((i, e))

@@ -9,7 +9,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .json_source import json_text
 
@@ -21,11 +21,14 @@ WALL_CLOCK_KEYS = ("time_s", "images_per_s", "wall_s")
 
 @dataclass
 class Event:
+    """What happened (``kind``: one of EVENT_KINDS), when (``step``, ``epoch``), the numbers (``data``), and which
+    run (``run``: its folder, or None). Data only: to steer a run, call its ``RunControl``."""
+
     kind: str
     step: int
     epoch: int
     data: dict
-    trainer: object = field(default=None, repr=False)
+    run: str | None = None
 
 
 def _clean(v):

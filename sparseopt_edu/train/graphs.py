@@ -1,20 +1,19 @@
-"""The whole training step as one CUDA graph (CUDA only; never touched on CPU).
+"""The training step as CUDA graphs (CUDA only; never touched on CPU): captures a function, not a trainer.
 
 ResNet-20 at batch 128 is bound by kernel launches (ENV.md, "GPU, measured"): replaying one captured graph for
 forward, backward, SparseOpt's mask x scale multiply and the optimizer step removes that overhead.
-- Warm-up: the first ``WARMUP`` steps run eagerly on a side stream (they are real training steps; they also
+:class:`CapturedStep` wraps the one step function of ``step.py`` (``train_step(x, y, update)``) and a batch
+builder (``DeviceLoader.batch_at``, which gathers, crops, flips and normalises from a device position tensor):
+- Warm-up: the first ``WARMUP`` calls run eagerly on a side stream (they are real training steps; they also
   create the optimizer state and, with ``compile``, compile the model).
-- The batch is built inside the graph (``DeviceLoader.batch_at`` from a device position tensor: gather, crop,
-  flip, normalise), and the loss and correct count are added to the trainer's device sums there too: per step
-  the loop writes the LR and the position (two fills) and replays. Nothing of a step is cloned or copied.
 - Capture: at the first non-update step after warm-up; the capture only records, so the graph is replayed once
-  right after for that step.
-- Update steps (``dst.schedule.is_update(t + 1)``) replay a second graph, captured right after the first: the
-  same step plus a copy of the raw dense gradient into one flat buffer (a step pre-hook runs during capture, so
-  the copy is recorded; on replay the loop hands that static buffer to the DST). The skew metrics
-  are computed from that copy after the replay. The topology update itself runs outside both graphs; masks,
-  their cached scale tensors, weights and optimizer state are all changed in place, so the graphs stay valid.
-  After the capture every step replays one of the two graphs (no eager step could move ``.grad``).
+  right after for that step. Per step the loop then writes the LR and the position (two fills) and replays;
+  the batch is built and the loss and correct count are added to the device sums inside the graph.
+- Update steps replay a second graph, captured right after the first (when updates lie ahead): the same step
+  with ``update=True``, which also copies the raw dense gradient into one flat buffer. The call returns that
+  static buffer; the loop hands it to the DST and the skew metrics. The topology update runs outside both graphs
+  and changes masks, their scale tensors, weights and optimizer state in place, so the graphs stay valid. After
+  the capture every step replays one of the two graphs.
 - The DST runs with ``defer_checks`` on CUDA: an update reads nothing back, so the loop never waits for the GPU
   between epoch ends and logging steps (``benchmarks/sync_check.py`` lists where it does).
 - The LR lives in a device tensor (fused SGD, capturable Adam/AdamW): the loop writes it with ``fill_``.
@@ -58,82 +57,52 @@ def _capturing(graph: torch.cuda.CUDAGraph):
             gc.enable()
 
 
-class GraphStep:
-    def __init__(self, trainer):
-        if trainer.device.type != "cuda":
+class CapturedStep:
+    """``step(position, update=..., updates_ahead=...)``: run ``train_step`` on batch ``position`` of the loader's
+    current epoch, eagerly while warming up, then by replaying its captured graphs; returns what ``train_step``
+    returns (the raw gradient copy on update steps, else None)."""
+
+    def __init__(self, train_step, batch_at, device: torch.device):
+        if torch.device(device).type != "cuda":
             raise RuntimeError("CUDA graphs need a CUDA device")
-        self.trainer = trainer
-        self.loader = trainer.train_loader
+        self.train_step, self.batch_at = train_step, batch_at
         self.graph = None
-        self.eager_steps = 0
         self.update_graph = None
-        self.update_flat = None  # the update graph's flat copy of the raw gradient
-        self.position = torch.zeros((), dtype=torch.long, device=trainer.device)  # the batch the graphs build
-        self.stream = side_stream(trainer.device)
+        self.update_raw = None  # the update graph's static copy of the raw gradient
+        self.eager_steps = 0
+        self.position = torch.zeros((), dtype=torch.long, device=device)  # the batch the graphs build
+        self.stream = side_stream(device)
 
-    def _recorded_step(self):
-        """What both graphs record: build the batch at ``position``, the step, add to the loss/accuracy sums."""
-        t = self.trainer
-        x, y = self.loader.batch_at(self.position)
-        loss, correct, _ = t._core_step(x, y, snapshot=False)
-        t._accumulate(loss, correct)
+    def _recorded(self, update: bool):
+        return self.train_step(*self.batch_at(self.position), update=update)
 
-    def _eager(self, position: int, snapshot: bool):
+    def _eager(self, position: int, update: bool):
         """A warm-up or pre-capture step, eagerly on a side stream (as torch.cuda.graphs recommends)."""
-        t = self.trainer
-        t.optimizer.zero_grad(set_to_none=True)
         self.stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(self.stream):
-            x, y = self.loader.batch_at(position)
-            loss, correct, skew = t._core_step(x, y, snapshot)
-            t._accumulate(loss, correct)
+            raw = self.train_step(*self.batch_at(position), update=update)
         torch.cuda.current_stream().wait_stream(self.stream)
         self.eager_steps += 1
-        return skew
+        return raw
 
-    def _capture(self):
-        t = self.trainer
-        t.optimizer.zero_grad(set_to_none=True)
+    def _capture(self, update: bool):
         graph = torch.cuda.CUDAGraph()
         with _capturing(graph):
-            self._recorded_step()
-        self.graph = graph
-        if t.dst is not None and t.dst.t + 1 < t.dst.schedule.t_end:  # updates ahead: capture theirs now too
-            self._capture_update()
+            raw = self._recorded(update)
+        return graph, raw
 
-    def _capture_update(self):
-        """The update-step graph: zero the grads in place, then the step with a copy of the raw gradient.
-
-        Captured right after the first graph, at a step that is not an update step (RigL's own snapshot hook does
-        not fire), so a hook records the copy for every method (SET and Static use it for the skew metrics).
-        """
-        t = self.trainer
-        graph = torch.cuda.CUDAGraph()
-        hook = t.optimizer.register_step_pre_hook(lambda opt, args, kwargs: t.dst.snapshot_gradients())
-        try:
-            with _capturing(graph):
-                t.optimizer.zero_grad(set_to_none=False)  # .grad already lives at the first graph's addresses
-                self._recorded_step()
-        finally:
-            hook.remove()
-        self.update_graph, self.update_flat = graph, t.dst._grad_flat
-        t.dst._clear_snapshot()  # recorded, not run: no real snapshot exists yet
-        t.dst._grads_step = -1
-
-    def step(self, position: int, *, eager: bool, snapshot: bool):
-        """Train on batch ``position`` of the loader's current epoch; returns the skew metrics (update steps with
-        ``snapshot``) or None. The loss and correct count go straight into the trainer's device sums."""
-        if self.eager_steps < WARMUP or (eager and self.graph is None):
-            return self._eager(position, snapshot)
-        if self.graph is None:
-            self._capture()  # records only: the replay below runs this step
+    def __call__(self, position: int, *, update: bool, updates_ahead: bool):
+        if self.eager_steps < WARMUP or (update and self.graph is None):
+            return self._eager(position, update)
+        if self.graph is None:  # records only: the replay below runs this step
+            self.graph, _ = self._capture(False)
+            if updates_ahead:
+                self.update_graph, self.update_raw = self._capture(True)
         self.position.fill_(position)
-        if not eager:
+        if not update:
             self.graph.replay()
             return None
-        dst = self.trainer.dst
         if self.update_graph is None:
-            self._capture_update()
+            self.update_graph, self.update_raw = self._capture(True)
         self.update_graph.replay()
-        dst.set_gradient_snapshot(self.update_flat, dst.t + 1)
-        return self.trainer._skew_snapshot(self.update_flat) if snapshot else None
+        return self.update_raw

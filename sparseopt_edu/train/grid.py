@@ -149,12 +149,14 @@ def _stop_pool(pool, futures: dict, handled: set, done, grace_s: float = 30.0) -
             w.join(timeout=5)
 
 
-def run(jobs: list[Job], parallel: int = 1, on_result=None, callbacks=()) -> list[dict]:
+def run(jobs: list[Job], parallel: int = 1, on_result=None, callbacks=(), control=None) -> list[dict]:
     """Run every job and return one result row per job, in job order.
 
     ``parallel`` > 1: on CUDA the runs share the GPU, one CUDA stream each, interleaved by one thread (``concurrent.py``:
     separate processes only time-slice the GPU); on a CPU (or with torch.compile) as separate processes.
-    ``callbacks`` subscribe to the events of runs made in this process (not those of a process pool).
+    ``callbacks`` subscribe to the events of runs made in this process (not those of a process pool);
+    ``control`` (a ``RunControl``) steers those runs: ``control.stop()`` ends the current ones, and any run of
+    the grid still to start stops at once.
     """
     histories: dict[int, dict] = {}
     configs = [job.config for job in jobs]
@@ -165,7 +167,7 @@ def run(jobs: list[Job], parallel: int = 1, on_result=None, callbacks=()) -> lis
             on_result(jobs[i], result_row(jobs[i], history))
 
     if parallel <= 1 or all(can_overlap(c) for c in configs):
-        run_concurrently(configs, parallel, on_done=done, callbacks=callbacks)
+        run_concurrently(configs, parallel, on_done=done, callbacks=callbacks, control=control)
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed

@@ -45,6 +45,15 @@ def rename_traces(fig, names: dict[int, str]) -> None:
                 fig.data[i].name = n
 
 
+def make_trainer(cfg: dict, callbacks: list, control=None):
+    """The library's :class:`~sparseopt_edu.train.Trainer` for a panel's config dict (TrainConfig field names; the
+    panel state's UI-only keys are dropped), with the panel's callbacks and its run's control handle."""
+    from ..train import TrainConfig, Trainer
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return Trainer(TrainConfig(**{k: v for k, v in cfg.items() if k in names}), callbacks=callbacks, control=control)
+
+
 class Panel:
     """Base class. Subclasses set ``STRUCTURAL``/``LIVE`` (state field names) and implement ``_handle``."""
 
@@ -98,7 +107,11 @@ class Panel:
 
     def _on_change(self, name, value):
         self.controller.set_param(name, value, structural=name in self.STRUCTURAL)
+        self._steer(name, value)
         self._kick()
+
+    def _steer(self, name, value) -> None:
+        """Training panels tell the run in progress directly (its RunControl); others have nothing to steer."""
 
     def mode_text(self) -> str:
         """What a learner can do now, in their words (not how the panel runs: that is ``self.mode``)."""
@@ -213,9 +226,10 @@ class TrainingPanel(Panel):
             "stop": W.Button(description="Stop", button_style="danger", icon="stop"),
             "reset": W.Button(description="Reset", button_style="", icon="refresh"),
         }
-        self.buttons["start"].on_click(lambda _b: (self.controller.request_start(), self._kick()))
-        self.buttons["stop"].on_click(lambda _b: self.controller.request_stop())
-        self.buttons["reset"].on_click(lambda _b: (self.controller.request_reset(), self._kick()))
+        self.run_control = None  # the RunControl of the run in progress (None between runs)
+        self.buttons["start"].on_click(lambda _b: (self.controller.request_start(), self._stop_run(), self._kick()))
+        self.buttons["stop"].on_click(lambda _b: (self.controller.request_stop(), self._stop_run()))
+        self.buttons["reset"].on_click(lambda _b: (self.controller.request_reset(), self._stop_run(), self._kick()))
 
     def run(self, wait: bool = True) -> None:
         """Start a run. Mode "blocking": train here until done or stopped (the cell is busy, the buttons work
@@ -257,20 +271,36 @@ class TrainingPanel(Panel):
         now = self._structural_settings()
         return {k: v for k, v in self._shown.items() if now.get(k) != v}
 
-    def _poll(self, *trainers) -> bool:
-        """Between steps: apply live params to every trainer (a race's arms alike, at the same step), and stop
-        them if a request needs it. True = interrupted."""
+    def _stop_run(self) -> None:
+        control = self.run_control
+        if control is not None:
+            control.stop()
+
+    def _steer(self, name, value) -> None:
+        """A live control goes straight to the run in progress (a race's runs share one handle, so every arm and
+        seed switches at the same step); a structural one ends it (the serving loop then restarts it)."""
+        control = self.run_control
+        if control is None:
+            return
+        if name in self.STRUCTURAL:
+            control.stop()
+        elif name == "lr":
+            control.set_lr(self._trainer_lr(float(value)))
+
+    def _new_run_control(self, commit: str = "auto"):
+        """The handle of the next run: requests made from now on reach it."""
+        from ..train.control import RunControl
+
+        self.run_control = RunControl(commit)
+        if self.controller.stop_requested:  # a click that came while the run was being set up
+            self.run_control.stop()
+        return self.run_control
+
+    def _note_live(self) -> None:
+        """Between steps: show the live values the run already follows (the status reads ``self.state``)."""
         live = self.controller.peek_live(self.LIVE)
         if live:
             self.state = dataclasses.replace(self.state, **live)
-            if "lr" in live:
-                for trainer in trainers:
-                    trainer.set_lr(self._trainer_lr(float(live["lr"])))
-        if self.controller.stop_requested:
-            for trainer in trainers:
-                trainer.request_stop()
-            return True
-        return False
 
     def _trainer_lr(self, lr: float) -> float:
         return lr

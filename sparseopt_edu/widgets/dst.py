@@ -19,9 +19,8 @@ from .. import diagnostics
 from ..fast import is_fast, pick
 from ..train.config import TrainConfig
 from ..viz import column_layout
-from .base import TrainingPanel
+from .base import TrainingPanel, make_trainer
 from .controller import Throttle
-from .engine import make_trainer
 
 METHOD_LABELS = {"static": "static", "set": "SET", "rigl": "RigL", "srigl": "SRigL"}
 SLOPE_TITLE = "skew slope after each update"
@@ -178,28 +177,28 @@ class DSTPanel(TrainingPanel):
                         f"{self.mode_text()}")
 
     @staticmethod
-    def _first_hist(trainer) -> list[int]:
-        masks = trainer.masks
+    def _first_hist(masks) -> list[int]:
         first = list(masks.names)[0]
         return diagnostics.mask_report(masks)["layers"][first]["fan_in_histogram"]
 
     def _train(self) -> bool:
         self._clear()
-        flag = {"interrupted": False, "reason": None}
+        reason = {"end": None}
+        control = self._new_run_control()
+        trainer = None
 
         def callback(ev):
-            if self._poll(ev.trainer):
-                flag["interrupted"] = True
+            self._note_live()
             if ev.kind != "topology":  # on a GPU a topology event arrives a few steps after its update
                 self.step = ev.step
             if ev.kind == "start":
-                self.hist0 = self.hist = self._first_hist(ev.trainer)
+                self.hist0 = self.hist = self._first_hist(trainer.masks)
             elif ev.kind == "topology":
                 self.updates.append({"step": ev.step, **{k: ev.data.get(k) for k in (
                     "itop", "fan_in_cv", "slope_raw", "slope_corrected", "rotation_deg", "changed")}})
-                self.hist = self._first_hist(ev.trainer)
+                self.hist = self._first_hist(trainer.masks)  # the masks of the run this panel built
             elif ev.kind == "end":
-                flag["reason"] = ev.data.get("reason")
+                reason["end"] = ev.data.get("reason")
             # The four plots change only at a topology update: draw each one when it arrives (at most
             # ``topology_throttle``'s rate, for ΔT steps faster than the eye); between updates, the step count
             # and the status follow at the slower ``throttle`` rate.
@@ -212,11 +211,14 @@ class DSTPanel(TrainingPanel):
                 self._flush()
                 self._show_idle("running")
 
-        trainer = make_trainer(self.state.config(), [callback])
-        trainer.run()
+        try:
+            trainer = make_trainer(self.state.config(), [callback], control)
+            trainer.run()
+        finally:
+            self.run_control = None
         self.throttle.force()
         self._flush()
-        interrupted = flag["interrupted"] or self.controller.stop_requested
+        interrupted = reason["end"] == "stopped" or control.stop_requested or self.controller.stop_requested
         self._show_idle("stopped" if interrupted else "done")
         return interrupted
 

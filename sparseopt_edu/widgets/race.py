@@ -19,8 +19,7 @@ from ..bands import band_over_seeds
 from ..fast import is_fast, pick
 from ..train.config import TrainConfig
 from ..viz import column_layout
-from .base import TrainingPanel, rename_traces
-from .engine import make_trainer
+from .base import TrainingPanel, make_trainer, rename_traces
 
 ARMS = (False, True)  # sparseopt off (baseline), on
 COLORS = {False: "#1f77b4", True: "#d62728"}
@@ -223,32 +222,37 @@ class RacePanel(TrainingPanel):
                         f"{self.mode_text()}")
 
     def _train(self) -> bool:
-        """Every run (both arms, every seed) side by side, one step each in turn: a live learning-rate change
-        then reaches all of them at the same step, so both arms are treated alike (run one after the other, a
-        change mid-race would hit the later seeds and arms from their first step)."""
+        """Every run (both arms, every seed) side by side, one step each in turn, all steered by one handle that
+        commits between rounds: a live learning-rate change then reaches all of them at the same step, so both
+        arms are treated alike (run one after the other, a change mid-race would hit the later seeds and arms
+        from their first step)."""
         self._clear()
+        control = self._new_run_control(commit="manual")
         runs = []
-        for cfg in self.state.configs():
-            rec = {"step": [], "loss": [], "epoch": [], "test_acc": [], "finished": False}
-            self.curves[cfg["sparseopt"]][cfg["seed"]] = rec
-            cfg["lr"] = self._trainer_lr(self.state.lr)  # live value now
-            trainer = make_trainer(cfg, [lambda ev, rec=rec: self._record(rec, ev)])
-            runs.append((cfg, rec, trainer, trainer.iterate()))
-        self._current = f"{len(runs)} runs side by side (both arms, every seed)"
-        trainers = [r[2] for r in runs]
-        active, interrupted = list(runs), False
-        while active:
-            interrupted = self._poll(*trainers) or interrupted
-            for run in list(active):
-                if next(run[3], StopIteration) is StopIteration:
-                    active.remove(run)
-                    self.runs_done.append((run[0], run[1].get("reason")))
-            if self.throttle.ready():
-                self._flush()
-                self._status("running")
+        try:
+            for cfg in self.state.configs():
+                rec = {"step": [], "loss": [], "epoch": [], "test_acc": [], "finished": False}
+                self.curves[cfg["sparseopt"]][cfg["seed"]] = rec
+                cfg["lr"] = self._trainer_lr(self.state.lr)  # live value now
+                trainer = make_trainer(cfg, [lambda ev, rec=rec: self._record(rec, ev)], control)
+                runs.append((cfg, rec, trainer.iterate()))
+            self._current = f"{len(runs)} runs side by side (both arms, every seed)"
+            active = list(runs)
+            while active:
+                control.commit()  # between rounds: every run takes a new LR at the same step
+                self._note_live()
+                for run in list(active):
+                    if next(run[2], StopIteration) is StopIteration:
+                        active.remove(run)
+                        self.runs_done.append((run[0], run[1].get("reason")))
+                if self.throttle.ready():
+                    self._flush()
+                    self._status("running")
+        finally:
+            self.run_control = None
         self.throttle.force()
         self._flush()
-        if interrupted or self.controller.stop_requested:
+        if control.stop_requested or self.controller.stop_requested:
             self._status("stopped")
             return True
         self._current = "all runs done"
