@@ -108,14 +108,12 @@ def check_grid(args) -> None:
 
 def _epoch_progress(jobs):
     """A callback that prints a line when each run starts and at each of its epochs (a long run is not silent)."""
-    names = {os.path.abspath(j.config.run_dir): j.name for j in jobs if j.config.run_dir}
+    runs = {os.path.abspath(j.config.run_dir): (j.name, j.config.epochs) for j in jobs if j.config.run_dir}
 
-    def callback(ev):
-        run_dir = ev.trainer.config.run_dir if ev.trainer is not None else None
-        name = names.get(os.path.abspath(run_dir)) if run_dir else None
-        if name is None or not getattr(ev.trainer, "is_main", True):
+    def callback(ev):  # events name their run (its folder); only rank 0 emits them
+        name, epochs = runs.get(os.path.abspath(ev.run), (None, None)) if ev.run else (None, None)
+        if name is None:
             return
-        epochs = ev.trainer.config.epochs
         if ev.kind == "start":
             print(f"  {name:36s} started ({epochs} epochs, {ev.data.get('device')})", flush=True)
         elif ev.kind == "epoch":
