@@ -1,6 +1,7 @@
 """Issue 14, item 7: the unit of T_end is explicit, and a schedule that never updates is refused or reported."""
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -93,3 +94,77 @@ def test_trainer_updates_with_t_end_1_and_uses_t_end_steps():
     assert t.dst.schedule.t_end == t.total_steps > 2  # old code: t_end=1 step, no update ever
     t = Trainer(TrainConfig(t_end_steps=5, **base))
     assert t.dst.schedule.t_end == 5
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the schedule is an object a user can pass in (issue 15 item 4): when (delta_t, t_end) and how much (fraction)
+
+def test_a_constant_fraction_schedule_drops_exactly_that_fraction():
+    from sparseopt_edu.dst import SET, ConstantFraction
+
+    class Counting(SET):  # records the drop counts each update ranks with (host ints and device tensor)
+        name = "counting"
+        seen = []
+
+        def new_mask(self, inputs):
+            self.seen.append((list(inputs.drop_host), inputs.drop.tolist()))
+            return super().new_mask(inputs)
+
+    masks, opt = tiny_dst()
+    live = [masks.live_count(n) for n in masks]
+    dst = Counting(masks, opt, schedule=UpdateSchedule(delta_t=1, t_end=4, fraction=ConstantFraction(0.25)))
+    for _ in range(3):
+        opt.step()
+        dst.step()
+    expected = [math.floor(0.25 * n) for n in live]
+    assert Counting.seen == [(expected, [float(k) for k in expected])] * 3 and sum(expected) > 0
+    assert [u["drop_fraction"] for u in dst.updates] == [0.25] * 3
+    assert dst.schedule.drop_count(2, 40) == 10 and dst.schedule.alpha is None
+    # any callable f(t, t_end) is a drop fraction; one outside [0, 1] is refused at the update that uses it
+    bad = UpdateSchedule(delta_t=1, t_end=4, fraction=lambda t, t_end: 1.5)
+    with pytest.raises(ValueError, match=r"gave 1.5 at step 1: it must return a number in \[0, 1\]"):
+        bad.drop_fraction(1)
+
+
+def test_the_keyword_shortcut_builds_an_equal_schedule_and_both_is_an_error():
+    from sparseopt_edu.dst import CosineDecay
+
+    masks, opt = tiny_dst()
+    dst = RigL(masks, opt, delta_t=10, alpha=0.4, t_end=0.5, total_steps=100)
+    assert dst.schedule == UpdateSchedule(delta_t=10, t_end=50, fraction=CosineDecay(0.4))
+    assert dst.schedule == UpdateSchedule(delta_t=10, alpha=0.4, t_end=50)  # alpha= is the cosine's shortcut
+    assert RigL(masks, opt, schedule=dst.schedule).schedule is dst.schedule
+    with pytest.raises(ValueError, match=r"schedule=UpdateSchedule\(...\) or as the keywords \(delta_t, alpha\), "
+                                         "not both"):
+        RigL(masks, opt, schedule=dst.schedule, delta_t=5, alpha=0.3)
+    with pytest.raises(ValueError, match="not both"):
+        UpdateSchedule(alpha=0.3, fraction=CosineDecay(0.5))
+    with pytest.raises(ValueError, match=r"t_end is a step count, got 0.75: .*build\(t_end=0.75, total_steps=T\)"):
+        UpdateSchedule(delta_t=10, t_end=0.75)
+    with pytest.raises(TypeError, match="fraction must be a function"):
+        UpdateSchedule(delta_t=10, t_end=50, fraction=0.2)
+    assert Static(masks, opt, schedule=dst.schedule).schedule.t_end == 0  # Static never updates
+    assert "alpha=0.4, t_end=50" in repr(dst)
+
+
+def test_schedule_checkpoints_old_format_and_custom_fractions():
+    from sparseopt_edu.dst import ConstantFraction
+
+    masks, opt = tiny_dst()
+    dst = RigL(masks, opt, delta_t=10, t_end_steps=90)
+    state = dst.state_dict()
+    assert state["schedule"] == {"delta_t": 10, "alpha": 0.3, "t_end": 90}  # the format of earlier checkpoints
+    state["schedule"] = {"delta_t": 7, "alpha": 0.2, "t_end": 70}  # a run saved before schedules were objects
+    other = RigL(masks, opt, delta_t=10, t_end_steps=90)
+    other.load_state_dict(state)
+    assert other.schedule == UpdateSchedule(delta_t=7, alpha=0.2, t_end=70)
+    # a function is code, not state: its repr is saved, the DST it loads into must be built with it
+    half = UpdateSchedule(delta_t=5, t_end=60, fraction=ConstantFraction(0.5))
+    custom = RigL(masks, opt, schedule=half).state_dict()
+    assert custom["schedule"] == {"delta_t": 5, "t_end": 60, "fraction": "ConstantFraction(fraction=0.5)"}
+    again = RigL(masks, opt, schedule=UpdateSchedule(delta_t=1, t_end=9, fraction=ConstantFraction(0.5)))
+    again.load_state_dict(custom)
+    assert again.schedule == half
+    with pytest.raises(ValueError, match=r"saved with the drop fraction ConstantFraction\(fraction=0.5\), which a "
+                                         "checkpoint cannot hold: build the DST with schedule="):
+        RigL(masks, opt, delta_t=10, t_end_steps=90).load_state_dict(custom)

@@ -5,7 +5,7 @@
 from .core import DynamicSparsity
 from .methods import SET, RigL, SRigL, Static
 from .registry import METHODS, build, initial_fan_in, method_class, options_of, register
-from .schedule import UpdateSchedule
+from .schedule import ConstantFraction, CosineDecay, UpdateSchedule
 
-__all__ = ["METHODS", "SET", "DynamicSparsity", "RigL", "SRigL", "Static", "UpdateSchedule", "build",
-           "initial_fan_in", "method_class", "options_of", "register"]
+__all__ = ["METHODS", "SET", "ConstantFraction", "CosineDecay", "DynamicSparsity", "RigL", "SRigL", "Static",
+           "UpdateSchedule", "build", "initial_fan_in", "method_class", "options_of", "register"]

@@ -105,6 +105,8 @@ class DynamicSparsity:
     ``dst.step()`` after every ``optimizer.step()``; it returns whether the topology changed. ``t_end`` is a
     fraction of ``total_steps``; ``t_end_steps=N`` gives the end of updates as a step count instead
     (``schedule.py``: an int ``t_end`` >= 2 is read as steps too, ``t_end=1`` is refused as ambiguous).
+    Those keywords are the shortcut for ``schedule=UpdateSchedule(...)`` (another drop-fraction function, say);
+    give one or the other.
     A method is a scorer: ``grow_scores(inputs)`` returns one flat score per connection (``UpdateInputs``);
     SRigL, whose grow rule is per neuron, replaces ``new_mask`` instead.
 
@@ -124,9 +126,10 @@ class DynamicSparsity:
         masks: SparseMasks,
         optimizer=None,
         *,
-        delta_t: int = 100,
-        alpha: float = 0.3,
-        t_end: float | int = 0.75,
+        schedule: UpdateSchedule | None = None,
+        delta_t: int | None = None,  # None: 100
+        alpha: float | None = None,  # None: 0.3
+        t_end: float | int | None = None,  # None: 0.75
         total_steps: int | None = None,
         t_end_steps: int | None = None,
         seed: int = 0,
@@ -136,7 +139,8 @@ class DynamicSparsity:
             raise TypeError(f"masks must be the SparseMasks returned by sparsify(), got {type(masks).__name__}")
         self.masks = masks
         self.optimizer = optimizer
-        self.schedule = UpdateSchedule.build(delta_t, alpha, t_end, total_steps, t_end_steps=t_end_steps)
+        self.schedule = self._schedule(schedule, delta_t=delta_t, alpha=alpha, t_end=t_end, total_steps=total_steps,
+                                       t_end_steps=t_end_steps)
         self.seed = seed
         self.t = 0
         self.defer_checks = False  # True: checks and records wait for flush() (no host sync inside update())
@@ -157,6 +161,21 @@ class DynamicSparsity:
                 optimizer._optimizer_step_pre_hooks.move_to_end(self._hook.id, last=False)
         elif self.needs_gradient:
             raise ValueError(f"{type(self).__name__} grows from gradients: pass the optimizer")
+
+    @staticmethod
+    def _schedule(schedule, *, total_steps, **keywords) -> UpdateSchedule:
+        """``schedule`` as given, or built from the keywords (the shortcut); not both."""
+        given = [k for k, v in keywords.items() if v is not None]
+        if schedule is None:
+            defaults = {"delta_t": 100, "t_end": 0.75}
+            return UpdateSchedule.build(total_steps=total_steps,
+                                        **{k: defaults.get(k) if v is None else v for k, v in keywords.items()})
+        if not isinstance(schedule, UpdateSchedule):
+            raise TypeError(f"schedule must be an UpdateSchedule, got {type(schedule).__name__}")
+        if given:
+            raise ValueError(f"give the schedule as schedule=UpdateSchedule(...) or as the keywords "
+                             f"({', '.join(given)}), not both")
+        return schedule  # (total_steps, a fact about the run, only resolves a fractional t_end: nothing to do)
 
     def _reset_union(self) -> None:
         """Start the ITOP union (in flat layout order) at the current masks."""
@@ -319,7 +338,7 @@ class DynamicSparsity:
         return {
             "t": self.t, "seed": self.seed, "updates": list(self.updates),  # (flushes pending updates)
             "union": {n: u.clone() for n, u in zip(self.masks.modules, union)},
-            "schedule": {"delta_t": self.schedule.delta_t, "alpha": self.schedule.alpha, "t_end": self.schedule.t_end},
+            "schedule": self.schedule.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -333,12 +352,13 @@ class DynamicSparsity:
                 raise ValueError(
                     f"DST state: the ITOP union of {n!r} is {what}, expected a torch.bool tensor of the weight's "
                     f"shape {tuple(m.weight.shape)}: was the checkpoint made for another model, or damaged?")
+        schedule = self.schedule.restored(state["schedule"])  # (may refuse: before anything is loaded)
         self.t = int(state["t"])
         self.seed = int(state["seed"])
         self.updates = list(state["updates"])
         union = [state["union"][n].to(m.weight.device) for n, m in modules.items()]
         self._union = self.masks.layout().gather(union).clone()
-        self.schedule = UpdateSchedule(**state["schedule"])
+        self.schedule = schedule
 
     def remove(self) -> None:
         if self._hook is not None:
@@ -347,4 +367,5 @@ class DynamicSparsity:
 
     def __repr__(self) -> str:
         s = self.schedule
-        return f"{type(self).__name__}(delta_t={s.delta_t}, alpha={s.alpha}, t_end={s.t_end}, step={self.t})"
+        how = f"alpha={s.alpha}" if s.alpha is not None else f"fraction={s.fraction!r}"
+        return f"{type(self).__name__}(delta_t={s.delta_t}, {how}, t_end={s.t_end}, step={self.t})"

@@ -1,6 +1,7 @@
 """The DST methods: each is its scorer or grow rule on top of the generic core (``core.py``)."""
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import torch
@@ -15,9 +16,12 @@ class Static(DynamicSparsity):
     name = "static"
 
     def __init__(self, masks, optimizer=None, **kwargs):
-        kwargs["t_end"] = 0
-        kwargs.pop("total_steps", None)
-        kwargs.pop("t_end_steps", None)
+        for when in ("t_end", "total_steps", "t_end_steps"):  # it never updates, whatever the schedule says
+            kwargs.pop(when, None)
+        if kwargs.get("schedule") is not None:
+            kwargs["schedule"] = dataclasses.replace(kwargs["schedule"], t_end=0)
+        else:
+            kwargs["t_end"] = 0
         super().__init__(masks, optimizer, **kwargs)
 
 

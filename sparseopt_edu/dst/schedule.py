@@ -1,8 +1,15 @@
-"""When the topology changes and by how much (RigL's update schedule).
+"""When the topology changes and by how much (RigL's update schedule), as one object a user can pass in.
 
 Steps are counted as optimizer steps done, starting at 1 after the first ``optimizer.step()``. An update
-happens at step t when t % delta_t == 0 and t < t_end (t_end exclusive). The drop fraction decays with a
-cosine: f(t) = alpha / 2 * (1 + cos(pi * t / t_end)).
+happens at step t when t % delta_t == 0 and t < t_end (t_end exclusive). How much it drops is the schedule's
+``fraction`` function, f(t, t_end) -> a fraction in [0, 1]; RigL's is the cosine decay
+f(t) = alpha / 2 * (1 + cos(pi * t / t_end)) (:class:`CosineDecay`, the default; ``alpha=`` is its shortcut).
+Any callable works (jaxpruner composes its schedules the same way): ``UpdateSchedule(delta_t=100, t_end=750,
+fraction=ConstantFraction(0.2))``.
+
+A checkpoint holds the cosine decay by value (``{"delta_t", "alpha", "t_end"}``, the format of earlier
+checkpoints); any other function is code, not state: its ``repr`` is saved for the record, and the DST it is
+loaded into must be built with that function (as a model must be built before its weights load).
 
 The field disagrees on T_end's unit, so ours is explicit: ``t_end`` a float is a fraction of ``total_steps`` (in
 [0, 1]; RigL's 0.75 is the default); ``t_end_steps`` is a step count. An int ``t_end`` of 2 or more is still
@@ -15,6 +22,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..sparse.distributions import as_number
@@ -28,20 +36,84 @@ def _count(name: str, value, lo: int, what: str):
     return number
 
 
+def _fraction(name: str, value) -> float:
+    number = as_number(value)
+    if number is None or not 0.0 <= number <= 1.0:  # (NaN fails the range test too)
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(number)
+
+
+@dataclass(frozen=True)
+class CosineDecay:
+    """RigL's drop fraction: alpha / 2 * (1 + cos(pi * t / t_end)), from alpha at step 0 down to 0 at t_end."""
+
+    alpha: float = 0.3
+
+    def __post_init__(self):
+        object.__setattr__(self, "alpha", _fraction("alpha (the initial drop fraction)", self.alpha))
+
+    def __call__(self, t: int, t_end: int) -> float:
+        return self.alpha / 2.0 * (1.0 + math.cos(math.pi * t / t_end))
+
+
+@dataclass(frozen=True)
+class ConstantFraction:
+    """The same drop fraction at every update (no decay)."""
+
+    fraction: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "fraction", _fraction("the drop fraction", self.fraction))
+
+    def __call__(self, t: int, t_end: int) -> float:
+        return self.fraction
+
+
+DropFraction = Callable[[int, int], float]  # f(t, t_end) -> the fraction of a layer's live weights to drop
+
+
 @dataclass(frozen=True)
 class UpdateSchedule:
+    """Update every ``delta_t`` steps while t < ``t_end`` (a step count), dropping ``fraction(t, t_end)``.
+
+    ``alpha=a`` is the shortcut for ``fraction=CosineDecay(a)`` (neither: RigL's alpha = 0.3). ``alpha`` reads
+    back the cosine's alpha, None for another function. :meth:`build` resolves ``t_end`` given as a fraction of
+    training, with the checks of the keyword arguments of the DST classes.
+    """
+
     delta_t: int = 100
-    alpha: float = 0.3
+    alpha: float | None = None
     t_end: int = 0  # in steps, resolved
+    fraction: DropFraction | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "delta_t", _count("delta_t", self.delta_t, 1,
+                                                   "a positive number of steps between updates"))
+        if isinstance(as_number(self.t_end), float):
+            raise ValueError(f"UpdateSchedule's t_end is a step count, got {self.t_end!r}: for a fraction of "
+                             f"training use UpdateSchedule.build(t_end={self.t_end!r}, total_steps=T)")
+        object.__setattr__(self, "t_end", _count("t_end", self.t_end, 0, "the step at which updates stop"))
+        fraction, alpha = self.fraction, self.alpha
+        if fraction is None:
+            fraction = CosineDecay(0.3 if alpha is None else alpha)
+        elif not callable(fraction):
+            raise TypeError(f"fraction must be a function f(t, t_end) -> drop fraction, e.g. CosineDecay(0.3) or "
+                            f"ConstantFraction(0.2), got {fraction!r}")
+        elif alpha is not None and fraction != CosineDecay(alpha):
+            raise ValueError(f"give alpha={alpha!r} (the cosine decay's shortcut) or fraction={fraction!r}, not both")
+        object.__setattr__(self, "fraction", fraction)
+        object.__setattr__(self, "alpha", fraction.alpha if isinstance(fraction, CosineDecay) else None)
 
     @classmethod
-    def build(cls, delta_t: int = 100, alpha: float = 0.3, t_end: float | int = 0.75, total_steps: int | None = None,
-              *, t_end_steps: int | None = None):
+    def build(cls, delta_t: int = 100, alpha: float | None = None, t_end: float | int = 0.75,
+              total_steps: int | None = None, *, t_end_steps: int | None = None,
+              fraction: DropFraction | None = None):
+        """The schedule of the DST keywords: ``t_end`` a fraction of ``total_steps``, or ``t_end_steps`` steps."""
         delta_t = _count("delta_t", delta_t, 1, "a positive number of steps between updates")
-        number = as_number(alpha)
-        if number is None or not 0.0 <= number <= 1.0:  # (NaN fails the range test too)
-            raise ValueError(f"alpha (the initial drop fraction) must be a number in [0, 1], got {alpha!r}")
-        alpha = float(number)
+        if alpha is not None and fraction is not None:
+            raise ValueError(f"give alpha={alpha!r} (the cosine decay's shortcut) or fraction={fraction!r}, not both")
+        if fraction is None:
+            fraction = CosineDecay(_fraction("alpha (the initial drop fraction)", 0.3 if alpha is None else alpha))
         if total_steps is not None:
             total_steps = _count("total_steps", total_steps, 1, "the number of optimizer steps of the run")
         if t_end_steps is not None:
@@ -72,23 +144,47 @@ class UpdateSchedule:
             else:
                 t_end, given = number, f"t_end={number} steps"
             if t_end == 0 and number == 0 and isinstance(number, int):
-                return cls(delta_t=delta_t, alpha=alpha, t_end=0)  # an explicit 0: no updates on purpose (Static)
+                return cls(delta_t=delta_t, t_end=0, fraction=fraction)  # an explicit 0: no updates on purpose
         if t_end <= delta_t:
             warnings.warn(
                 f"this schedule makes no topology update: updates stop at step {t_end} ({given}), not after the "
                 f"first update step delta_t={delta_t}. Lower delta_t or raise t_end (a fixed mask is method "
                 "'static')",
                 UserWarning, stacklevel=3)
-        return cls(delta_t=delta_t, alpha=alpha, t_end=t_end)
+        return cls(delta_t=delta_t, t_end=t_end, fraction=fraction)
 
     def is_update(self, t: int) -> bool:
         return t > 0 and t % self.delta_t == 0 and t < self.t_end
 
     def drop_fraction(self, t: int) -> float:
+        """f(t): the fraction of each layer's live connections that the update at step t drops and regrows."""
         if self.t_end <= 0:
             return 0.0
-        return self.alpha / 2.0 * (1.0 + math.cos(math.pi * t / self.t_end))
+        value = self.fraction(t, self.t_end)
+        number = as_number(value)
+        if number is None or not 0.0 <= number <= 1.0:
+            raise ValueError(f"the drop fraction {self.fraction!r} gave {value!r} at step {t}: it must return a "
+                             "number in [0, 1]")
+        return float(number)
 
     def drop_count(self, t: int, n_active: int) -> int:
         """floor(f(t) * n_active): the number of connections to drop (and regrow) in one layer."""
         return math.floor(self.drop_fraction(t) * n_active)
+
+    def state_dict(self) -> dict:
+        """The cosine decay as ``{"delta_t", "alpha", "t_end"}`` (as earlier checkpoints); another function by
+        its repr only (see the module docstring)."""
+        if isinstance(self.fraction, CosineDecay):
+            return {"delta_t": self.delta_t, "alpha": self.alpha, "t_end": self.t_end}
+        return {"delta_t": self.delta_t, "t_end": self.t_end, "fraction": repr(self.fraction)}
+
+    def restored(self, state: dict) -> UpdateSchedule:
+        """The schedule saved as ``state``; where it saved no function by value, the one this schedule has."""
+        if "alpha" in state:
+            return UpdateSchedule(delta_t=state["delta_t"], alpha=state["alpha"], t_end=state["t_end"])
+        if isinstance(self.fraction, CosineDecay):
+            raise ValueError(
+                f"this DST state was saved with the drop fraction {state.get('fraction')}, which a checkpoint "
+                "cannot hold: build the DST with schedule=UpdateSchedule(..., fraction=<that function>) and load "
+                "the state into it")
+        return UpdateSchedule(delta_t=state["delta_t"], t_end=state["t_end"], fraction=self.fraction)
