@@ -36,39 +36,9 @@ from .control import RunControl
 from .events import Event, History
 from .lr_schedule import LRSchedule, write_lr
 from .runs import CHECKPOINT, RunLock, RunWriteError, check_writable, clean_temp, write_records
-from .step import StepSums, autocast, make_train_step
+from .step import LoopCounts, StepSums, autocast, make_train_step
 
 resolve_device = build.resolve_device  # the name other modules import from here
-
-
-class LoopCounts:
-    """Host-side counters of the epoch and of the logging window (no device tensor: free to read)."""
-
-    KEYS = ("seen", "batches", "epoch_time", "win_n", "win_images")
-
-    def __init__(self):
-        self.reset_epoch()
-        self.reset_window()
-
-    def reset_epoch(self) -> None:
-        self.seen, self.batches, self.epoch_time = 0, 0, 0.0
-
-    def reset_window(self) -> None:
-        self.win_n, self.win_images, self.win_t0 = 0, 0, time.perf_counter()
-
-    def add(self, n: int) -> None:
-        self.seen += n
-        self.batches += 1
-        self.win_n += 1
-        self.win_images += n
-
-    def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.KEYS}
-
-    def load_state_dict(self, state: dict) -> None:
-        for k in self.KEYS:
-            setattr(self, k, state[k])
-        self.win_t0 = time.perf_counter()
 
 
 class Trainer:

@@ -15,6 +15,7 @@ same buffers.
 from __future__ import annotations
 
 import contextlib
+import time
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,36 @@ class StepSums:
         self.loss.copy_(state["loss_sum"])  # in place: a captured graph adds into these tensors
         self.correct.copy_(state["correct"])
         self.window_loss.copy_(state["win_loss"])
+
+
+class LoopCounts:
+    """Host-side counters of the epoch and of the logging window (no device tensor: free to read)."""
+
+    KEYS = ("seen", "batches", "epoch_time", "win_n", "win_images")
+
+    def __init__(self):
+        self.reset_epoch()
+        self.reset_window()
+
+    def reset_epoch(self) -> None:
+        self.seen, self.batches, self.epoch_time = 0, 0, 0.0
+
+    def reset_window(self) -> None:
+        self.win_n, self.win_images, self.win_t0 = 0, 0, time.perf_counter()
+
+    def add(self, n: int) -> None:
+        self.seen += n
+        self.batches += 1
+        self.win_n += 1
+        self.win_images += n
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.KEYS}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in self.KEYS:
+            setattr(self, k, state[k])
+        self.win_t0 = time.perf_counter()
 
 
 def autocast(amp: bool):
