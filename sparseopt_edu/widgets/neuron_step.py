@@ -11,6 +11,7 @@ weight-norm slope (the correction keeps the sparse-init scale).
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import ipywidgets as W
@@ -22,16 +23,20 @@ from ..data import load_dataset
 from ..fast import pick
 from ..viz import column_layout
 
+_RUN = inspect.signature(diagnostics.neuron_step_run).parameters  # its defaults: the setting measured in §4b
+
 
 @dataclass(frozen=True)
 class NeuronStepState:
-    steps: int = 20
-    lr: float = 0.5
-    hidden: int = 256
-    spread: float = 100.0
-    norm: str = "bn"
-    seed: int = 0
-    batch_size: int = 128
+    """The arguments of ``diagnostics.neuron_step_run``, with its defaults (their one home), and the data set."""
+
+    steps: int = _RUN["steps"].default
+    lr: float = _RUN["lr"].default
+    hidden: int = _RUN["hidden"].default
+    spread: float = _RUN["spread"].default
+    norm: str = _RUN["norm"].default
+    seed: int = _RUN["seed"].default
+    batch_size: int = _RUN["batch_size"].default
     dataset: str = "mnist_subset"  # fan-in 784: digits' 64 leaves the sparsest neurons 1-2 weights (see below)
 
 

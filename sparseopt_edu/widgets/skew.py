@@ -10,6 +10,7 @@ Results are cached per (sparsity, norm): moving the slider back costs nothing.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import ipywidgets as W
@@ -26,6 +27,12 @@ from .controller import Requests
 NORM_LABELS = {"bn": "BatchNorm", "ln": "LayerNorm", "gn": "GroupNorm", "none": "no norm"}
 
 
+# The defaults of the measurements the panel draws (their one home): the Fig. 3 probe and notebook 02's check cell.
+_RATIO = inspect.signature(diagnostics.gradient_ratio).parameters
+_DIGITS = inspect.signature(diagnostics.default_probe_data).parameters
+_SLOPE = inspect.signature(diagnostics.skew_slope).parameters
+
+
 @dataclass(frozen=True)
 class SkewState:
     """Everything that determines what the panel shows (seed included: same state, same picture)."""
@@ -34,11 +41,11 @@ class SkewState:
     norm: str = "bn"
     seeds: int = 3
     seed: int = 0
-    hidden: int = 256
-    n_samples: int = 1024
-    fan_in: int = 64  # of the scatter's layer (Gaussian inputs, the derivation's assumption)
-    neurons: int = 256
-    density_min: float = 0.05  # the same layer as notebook 02's check cell (diagnostics.skew_slope's default)
+    hidden: int = _RATIO["hidden"].default
+    n_samples: int = _DIGITS["n"].default
+    fan_in: int = 64  # of the scatter's layer (Gaussian inputs, the derivation's assumption); notebook 02's value
+    neurons: int = _SLOPE["neurons"].default  # the same layer as notebook 02's check cell (skew_slope's defaults)
+    density_min: float = _SLOPE["density_range"].default[0]
 
     @classmethod
     def default(cls, **kw) -> SkewState:
