@@ -118,6 +118,29 @@ def test_dense_state_dict_load_reapplies_masks_and_remove_gives_plain_model():
     small_cnn().load_state_dict(model.state_dict(), strict=True)
 
 
+def test_loading_a_sparse_state_dict_zeroes_state_outside_the_new_masks_and_refreshes_caches():
+    """The load path goes through the same flat update as a topology change (one layer at a time)."""
+    source = small_cnn()
+    source_masks = sparsify(source, 0.7, seed=5)
+    model = small_cnn()
+    masks = sparsify(model, 0.7, seed=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    masks.attach(opt)
+    for p in model.parameters():
+        opt.state[p]["momentum_buffer"] = torch.ones_like(p)
+    version = masks.version
+    model.load_state_dict(source.state_dict())
+    assert masks.version == version + len(masks)  # one change per loaded layer
+    for name, module in masks.modules.items():
+        mask = source_masks[name]
+        assert torch.equal(masks[name], mask) and masks.live_count(name) == int(mask.sum())
+        assert torch.equal(opt.state[module.weight]["momentum_buffer"], mask.float())
+        assert torch.equal(module.weight_grad_mask, mask.float())
+        live = mask.flatten(1).sum(1).double()
+        factor = (live * (live > 0).sum() / live.sum()).sqrt().float()
+        assert torch.allclose(module.weight_grad_scale, mask.float() * factor.view(-1, *[1] * (mask.dim() - 1)))
+
+
 def test_masks_state_dict_round_trip_and_mismatch_errors():
     model = small_mlp()
     masks = sparsify(model, 0.6, seed=3)

@@ -81,11 +81,13 @@ def test_conv_transpose_invariants_hold_through_rigl_training():
     layout = masks.layout()  # the flat layout's neurons are the output channels too
     flat_live = layout.row_sum(layout.gather([masks[n] for n in masks]))
     assert torch.equal(flat_live.long(), torch.cat([masks.neuron_live(n) for n in masks]))
-    # the flat refresh (after updates) and the per-layer refresh agree on SparseOpt's factor
-    after_updates = {n: masks.modules[n].weight_grad_scale.clone() for n in masks}
-    for n in masks:
-        masks._refresh(n)
-        assert torch.allclose(masks.modules[n].weight_grad_scale, after_updates[n], atol=1e-6)
+    # after the updates, SparseOpt's cached factor is mask x sqrt(d_i / d_mean) of each entry's output channel
+    for n, module in masks.modules.items():
+        live = manual_output_channel_live(module, masks[n]).double()
+        factor = (live * (live > 0).sum() / live.sum()).sqrt().float()
+        assert torch.allclose(masks.neuron_scale(n), factor, atol=1e-6)
+        expected = neuron_rows(module, masks[n]).float() * factor[:, None]
+        assert torch.allclose(neuron_rows(module, module.weight_grad_scale), expected, atol=1e-6)
 
 
 def test_conv_transpose_channels_last_and_sparse_init():

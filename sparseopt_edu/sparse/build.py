@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .distributions import DISTRIBUTIONS, check_sparsity, layer_counts
+from .distributions import check_distribution, check_sparsity, layer_counts
 from .layers import (
     MASKABLE,
     from_neuron_rows,
@@ -71,8 +71,7 @@ def sparsify(
     dense neuron's and the skew vanishes at step 0.
     """
     sparsity = check_sparsity(sparsity)
-    if distribution not in DISTRIBUTIONS:
-        raise ValueError(f"unknown distribution {distribution!r}: choose one of {', '.join(DISTRIBUTIONS)}")
+    check_distribution(distribution)
     if init not in ("dense", "sparse"):
         raise ValueError(f"init must be 'dense' or 'sparse', got {init!r}")
     layers = maskable_layers(model, dense)

@@ -46,6 +46,12 @@ def check_sparsity(sparsity: float) -> float:
     return float(sparsity)
 
 
+def check_distribution(distribution: str) -> str:
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"unknown distribution {distribution!r}: choose one of {', '.join(DISTRIBUTIONS)}")
+    return distribution
+
+
 def _raw_density(shape: Sequence[int], distribution: str) -> float:
     if distribution == "uniform":
         return 1.0
@@ -58,8 +64,7 @@ def _raw_density(shape: Sequence[int], distribution: str) -> float:
 def layer_densities(shapes: Mapping[str, Sequence[int]], sparsity: float, distribution: str = "erk") -> dict:
     """Float density per layer (before rounding to integer counts)."""
     sparsity = check_sparsity(sparsity)
-    if distribution not in DISTRIBUTIONS:
-        raise ValueError(f"unknown distribution {distribution!r}: choose one of {', '.join(DISTRIBUTIONS)}")
+    check_distribution(distribution)
     numel = {name: math.prod(s) for name, s in shapes.items()}
     if distribution == "uniform":
         return {name: 1.0 - sparsity for name in shapes}

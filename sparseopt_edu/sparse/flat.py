@@ -9,7 +9,7 @@ and an entry's position inside its layer's block is its rank. Per-layer and per-
 Each tensor is read in its weight's memory order (``channels_last`` conv weights too), so reading and writing
 are views and copies of contiguous blocks, never a strided gather per layer. Rows (output neurons) of a Linear
 or Conv stay whole: a neuron's entries are one run of the flat vector whatever the memory format. A transposed
-convolution's neurons are its weight's dim 1 (``masks.neuron_rows``): their entries are spread over the block, and
+convolution's neurons are its weight's dim 1 (``layers.neuron_rows``): their entries are spread over the block, and
 ``row_of`` says where each one belongs (the per-neuron sums do not need runs; SRigL does, and refuses such layers).
 """
 from __future__ import annotations
@@ -122,7 +122,12 @@ class FlatLayout:
         return torch.empty(self.numel, dtype=torch.bool, device=self.device).scatter_(0, order, take)
 
     def density_ratio(self, live_rows: torch.Tensor) -> torch.Tensor:
-        """Per neuron d_i / d_mean (d_mean over the layer's active neurons), as ``masks._density_ratio`` per layer."""
+        """Per neuron d_i / d_mean, d_mean over the layer's active neurons: SparseOpt's factor is its square root.
+
+        Computed as live_i * n_active / sum(live) from integer counts, so it is exact: under constant fan-in it is
+        exactly 1.0, and SparseOpt is then exactly the inner optimizer. (The one home of this formula: the cached
+        scales, ``SparseMasks.neuron_scale`` and the engine's skew metrics all come from here.)
+        """
         dtype = torch.float64 if self.device.type in ("cpu", "cuda") else torch.float32
         live = live_rows.to(dtype)
         active = self.rows_to_layers(live_rows > 0).to(dtype)

@@ -11,7 +11,7 @@ Which layers are masked and what a neuron is in each: layers.py. How the first m
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -23,7 +23,6 @@ from .layers import (
     neuron_count,
     neuron_ids,
     neuron_rows,
-    per_neuron,
     weight_numel,
 )
 from .optimizer_state import OptimizerStates, attach, check_elementwise
@@ -74,7 +73,9 @@ class SparseMasks:
         self._hooks: list = []
         for name, module in self.modules.items():
             self._install(name, module)
-            self._refresh(name)
+        if self.modules:
+            layout = self.layout()
+            self._refresh(layout, self.modules, layout.gather([m.weight_mask for m in self.modules.values()]))
 
     # ----- construction -------------------------------------------------------------------------------------
     def _install(self, name: str, module: nn.Module) -> None:
@@ -93,12 +94,14 @@ class SparseMasks:
         self._hooks.append(module.register_load_state_dict_post_hook(lambda mod, keys, _n=name: self._after_load(_n)))
 
     def _after_load(self, name: str) -> None:
-        module = self.modules[name]
-        with torch.no_grad():
-            module.weight.mul_(module.weight_mask)
-            self.optimizer_states.zero_layer_(module.weight, module.weight_mask)
-        self._refresh(name)
-        self.version += 1
+        """A layer's state_dict was loaded: re-apply its (loaded) mask to its weight, optimizer state and caches.
+
+        The flat code on a layout of this one layer, so loading a whole model costs O(N), not O(layers x N).
+        """
+        layer = {name: self.modules[name]}
+        layout = flat_layout(layer.values())
+        mask = layout.gather([layer[name].weight_mask])
+        self._apply_flat(layout, layer, mask, old=mask)  # nothing grows: the mask is kept as loaded
 
     # ----- read access --------------------------------------------------------------------------------------
     def __getitem__(self, name: str) -> torch.Tensor:
@@ -168,9 +171,13 @@ class SparseMasks:
         return self.neuron_live(name).float() / self.fan_in(name)
 
     def neuron_scale(self, name: str) -> torch.Tensor:
-        """SparseOpt's per-neuron factor sqrt(d_i / d_mean); 0 for an empty neuron (docs/method.md section 2)."""
-        live = self.neuron_live(name)
-        return _density_ratio(live).sqrt().to(self.modules[name].weight.dtype)
+        """SparseOpt's per-neuron factor sqrt(d_i / d_mean); 0 for an empty neuron (docs/method.md section 2).
+
+        Read back from the cache SparseOpt multiplies by (``weight_grad_scale`` = mask x factor), so this is the
+        factor the step applies; :meth:`FlatLayout.density_ratio` is where it is computed.
+        """
+        module = self.modules[name]
+        return neuron_rows(module, module.weight_grad_scale).amax(1)
 
     def active_neurons(self, name: str) -> torch.Tensor:
         return (self.neuron_live(name) > 0).sum()
@@ -219,53 +226,47 @@ class SparseMasks:
         new = layout.gather([new_masks.get(n, m) for n, m in zip(self.modules, masks)])
         self.apply_flat(new, counts=counts)
 
-    @torch.no_grad()
     def apply_flat(self, new: torch.Tensor, old: torch.Tensor | None = None,
                    counts: dict[str, int] | None = None) -> None:
         """``apply_masks`` for every layer at once, from a flat mask in :meth:`layout` order (a fixed number of
         kernels, whatever the number of layers). ``old`` is the current flat mask when the caller has it;
         ``counts`` must name every layer whose mask changes (or be None: one host sync counts them)."""
-        layout = self.layout()
-        modules = list(self.modules.values())
-        weights = [m.weight for m in modules]
+        self._apply_flat(self.layout(), self.modules, new, old, counts)
+
+    @torch.no_grad()
+    def _apply_flat(self, layout: FlatLayout, modules: dict[str, nn.Module], new: torch.Tensor,
+                    old: torch.Tensor | None = None, counts: dict[str, int] | None = None) -> None:
+        """The one place where masks change: ``modules`` (the layers of ``layout``) get the flat mask ``new``."""
+        layers = list(modules.values())
+        weights = [m.weight for m in layers]
         if old is None:
-            old = layout.gather([m.weight_mask for m in modules])
+            old = layout.gather([m.weight_mask for m in layers])
         keep = old & new
         torch._foreach_mul_(weights, layout.split_as(keep, weights))
         self.optimizer_states.zero_outside_(layout, weights, keep, new & ~old)
-        layout.scatter_([m.weight_mask for m in modules], new)
-        self._refresh_flat(new, counts)
+        layout.scatter_([m.weight_mask for m in layers], new)
+        self._refresh(layout, modules, new, counts)
         self.version += 1
 
-    def _refresh_flat(self, new: torch.Tensor, counts: dict[str, int] | None = None) -> None:
-        """Refresh every layer's cached grad mask and SparseOpt scale from the flat mask (as ``_refresh`` does)."""
-        layout = self.layout()
-        modules = list(self.modules.values())
+    def _refresh(self, layout: FlatLayout, modules: dict[str, nn.Module], new: torch.Tensor,
+                 counts: dict[str, int] | None = None) -> None:
+        """Refresh the cached grad mask and SparseOpt scale of ``modules`` (the layers of ``layout``) from their
+        flat mask ``new``, and their live counts (``counts``, or one host sync)."""
+        layers = list(modules.values())
         scale = layout.neuron_scale(new)
-        layout.scatter_([m.weight_grad_mask for m in modules], new)
-        dtype = modules[0].weight_grad_scale.dtype
-        layout.scatter_([m.weight_grad_scale for m in modules], new.to(dtype) * scale.to(dtype))
+        layout.scatter_([m.weight_grad_mask for m in layers], new)
+        dtype = layers[0].weight_grad_scale.dtype
+        layout.scatter_([m.weight_grad_scale for m in layers], new.to(dtype) * scale.to(dtype))
         if counts is None:
-            counts = dict(zip(self.modules, (int(c) for c in layout.layer_sum(new).tolist())))
+            counts = dict(zip(modules, (int(c) for c in layout.layer_sum(new).tolist())))
         self._counts.update({n: int(c) for n, c in counts.items()})  # layers not in counts kept their masks
 
     def layout(self) -> FlatLayout:
         """The flat layout of the masked layers (rebuilt only when their device or memory format changed)."""
         weights = [m.weight for m in self.modules.values()]
         if self._layout is None or not self._layout.matches(weights):
-            neurons = [None if not is_transposed(m) else (neuron_count(m), neuron_ids(m))
-                       for m in self.modules.values()]
-            self._layout = FlatLayout(weights, neurons)
+            self._layout = flat_layout(self.modules.values())
         return self._layout
-
-    def _refresh(self, name: str, count: int | None = None) -> None:
-        module = self.modules[name]
-        mask = module.weight_mask
-        live = neuron_rows(module, mask).sum(1)
-        scale = _density_ratio(live).sqrt_().to(module.weight_grad_scale.dtype)
-        module.weight_grad_mask.copy_(mask)
-        torch.mul(module.weight_grad_mask, per_neuron(module, scale), out=module.weight_grad_scale)
-        self._counts[name] = int(live.sum()) if count is None else count
 
     # ----- the per-step hot path ----------------------------------------------------------------------------
     def mask_grads_(self, corrected: bool = False) -> None:
@@ -361,15 +362,11 @@ class SparseMasks:
         return "SparseMasks(\n  " + "\n  ".join(lines) + "\n)"
 
 
-def _density_ratio(live: torch.Tensor) -> torch.Tensor:
-    """d_i / d_mean with d_mean over active neurons, computed from integer counts so it is exact.
-
-    d_i / d_mean = live_i * n_active / sum(live): under constant fan-in this is exactly 1.0, so SparseOpt is
-    then exactly the inner optimizer.
-    """
-    dtype = torch.float64 if live.device.type in ("cpu", "cuda") else torch.float32
-    n_active = (live > 0).sum()
-    return live.to(dtype) * n_active.to(dtype) / live.sum().clamp_min(1).to(dtype)
+def flat_layout(modules: Iterable[nn.Module]) -> FlatLayout:
+    """The flat layout of these masked layers, each entry tied to its output neuron (a transposed conv's: dim 1)."""
+    modules = list(modules)
+    neurons = [None if not is_transposed(m) else (neuron_count(m), neuron_ids(m)) for m in modules]
+    return FlatLayout([m.weight for m in modules], neurons)
 
 
 def __getattr__(name: str):

@@ -74,44 +74,36 @@ class OptimizerStates:
         alive = [ref() for ref in self._refs]
         return [o for o in alive if o is not None]
 
-    def zero_outside_(self, layout, weights, keep: torch.Tensor, grown: torch.Tensor) -> None:
-        """``zero_layer_`` for every layer from flat masks: one foreach multiply per kind of state."""
-        if self.policy == "warm":
-            for w, k, g in zip(weights, layout.split(keep), layout.split(grown)):
-                self.zero_layer_(w, k, g)
-            return
-        keeps = None
+    @torch.no_grad()
+    def zero_outside_(self, layout, weights: list, keep: torch.Tensor, grown: torch.Tensor | None = None) -> None:
+        """Zero every per-element optimizer state of ``weights`` outside the flat mask ``keep`` (``layout`` order).
+
+        One foreach multiply per kind of state, whatever the number of layers. Generic on purpose: momentum_buffer
+        (SGD), exp_avg / exp_avg_sq / max_exp_avg_sq (Adam, AdamW), square_avg (RMSprop)... Per-tensor scalars
+        such as Adam's ``step`` are left alone, so a grown entry of Adam gets a first update of about 3.16 lr
+        (m_hat/sqrt(v_hat) = 0.1/sqrt(0.001) once bias correction faded). Under the ``warm`` policy the
+        ``grown`` entries' ``exp_avg_sq`` starts at the mean over their layer's kept entries instead.
+        """
+        keeps: dict[torch.dtype, list[torch.Tensor]] = {}  # ``keep`` split per layer, once per state dtype
         for opt in self.optimizers():
-            by_key: dict[str, tuple[list, list]] = {}
+            by_key: dict[str, dict[int, torch.Tensor]] = {}
             for i, w in enumerate(weights):
                 for key, value in opt.state.get(w, {}).items():
                     if torch.is_tensor(value) and value.shape == w.shape:
-                        if keeps is None:
-                            keeps = layout.split(keep.to(value.dtype))
-                        values, masks = by_key.setdefault(key, ([], []))
-                        values.append(value)
-                        masks.append(keeps[i] if keeps[i].dtype == value.dtype else keeps[i].to(value.dtype))
-            for values, masks in by_key.values():
-                torch._foreach_mul_(values, masks)
+                        by_key.setdefault(key, {})[i] = value
+            for key, values in by_key.items():
+                for dtype in {v.dtype for v in values.values()} - keeps.keys():
+                    keeps[dtype] = layout.split(keep.to(dtype))
+                torch._foreach_mul_(list(values.values()), [keeps[v.dtype][i] for i, v in values.items()])
+                if self.policy == "warm" and key == "exp_avg_sq" and grown is not None:
+                    self._warm_start_(layout, values, keep, grown)
 
-    def zero_layer_(self, weight: torch.Tensor, keep: torch.Tensor, grown: torch.Tensor | None = None) -> None:
-        """Zero every per-element optimizer state shaped like the weight outside ``keep``.
-
-        Generic on purpose: momentum_buffer (SGD), exp_avg / exp_avg_sq / max_exp_avg_sq (Adam, AdamW), square_avg
-        (RMSprop)... Per-tensor scalars such as Adam's ``step`` are left alone, so a grown entry of Adam gets a
-        first update of about 3.16 lr (m_hat/sqrt(v_hat) = 0.1/sqrt(0.001) once bias correction faded). The
-        ``warm`` policy starts a grown entry's ``exp_avg_sq`` at the mean over the layer's surviving entries.
-        """
-        for opt in self.optimizers():
-            state = opt.state.get(weight)
-            if not state:
-                continue
-            for key, value in state.items():
-                if torch.is_tensor(value) and value.shape == weight.shape:
-                    if self.policy == "warm" and key == "exp_avg_sq" and grown is not None:
-                        live = value[keep]
-                        fill = live.mean() if live.numel() else value.new_zeros(())
-                        value.mul_(keep)
-                        value.add_(grown * fill)
-                    else:
-                        value.mul_(keep)
+    @staticmethod
+    def _warm_start_(layout, values: dict[int, torch.Tensor], keep: torch.Tensor, grown: torch.Tensor) -> None:
+        """Add to each grown entry its layer's mean ``exp_avg_sq`` over kept entries (``values``: already zeroed
+        outside ``keep``, by layer index; a layer without state counts as zeros). Segmented sums: no host sync."""
+        parts = [values[i] if i in values else torch.zeros(s, dtype=torch.float64, device=layout.device)
+                 for i, s in enumerate(layout.shapes)]
+        mean = layout.layer_sum(layout.gather(parts)) / layout.layer_sum(keep).clamp_min(1)
+        fills = layout.split(grown * mean[layout.layer_of])  # float64
+        torch._foreach_add_(list(values.values()), [fills[i].to(v.dtype) for i, v in values.items()])

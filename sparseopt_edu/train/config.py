@@ -16,13 +16,14 @@ from ..data import DATASETS
 from ..dst import METHODS as DST_METHODS
 from ..models import MODELS, NORMS
 from ..optim import SCOPES
+from ..sparse.distributions import DISTRIBUTIONS as SPARSE_DISTRIBUTIONS
 from ..sparse.distributions import as_number
 from .json_source import json_text
 
 METHODS = ("dense", *DST_METHODS)  # dense: no masks; the rest is the DST registry (dst/registry.py)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step", "linear")
-DISTRIBUTIONS = ("erk", "er", "uniform")
+DISTRIBUTIONS = tuple(SPARSE_DISTRIBUTIONS)  # the names of the registry (sparse/distributions.py)
 AUTO_BOOL = ("auto", True, False)
 
 # The allowed values of the fields that take a name (validate() checks them; the CLI lists them in --help).
