@@ -4,58 +4,65 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import MISSING, Field, fields
+from typing import get_args, get_type_hints
 
 from . import args as types
 from .errors import CliError
 
-#: config fields the CLI sets itself (not as flags)
-_NOT_FLAGS = ("run_dir", "resume")
+#: how a field's type reads from the command line: (parser of the flag's text, metavar)
+_READERS = {int: (types.integer, "N"), float: (types.number, "X"), str: (str, "NAME"),
+            tuple: (types.names, "NAME,..."), dict: (types.json_dict, "JSON")}
+#: ... and of an optional field (``int | None``): "none" or empty text is None
+_OPTIONAL = {int: types.int_or_none, float: types.float_or_none}
+
+
+def field_flag(f: Field, hint) -> tuple[str, dict]:
+    """The flag of one config field, from its type (``hint``) and metadata alone: its option string and the
+    keyword arguments of ``add_argument``. The metadata (``train.config.option``) holds the help sentence, the
+    allowed values (``choices``: listed as the metavar, checked by TrainConfig, so a bad value gets its one
+    message), an optional ``metavar``; a bool is ``--x/--no-x``, a choice among auto/on/off reads as such."""
+    meta = f.metadata
+    if not meta.get("help"):
+        raise TypeError(f"config field {f.name!r} has no help text: give it option(..., help=...) in train/config.py")
+    default = f.default_factory() if f.default is MISSING else f.default
+    text = meta["help"]
+    if "(default:" not in text:  # default=SUPPRESS (an unset flag keeps the config's value): say the default here
+        shown = {True: "on", False: "off"}.get(default, default) if isinstance(default, bool) else default
+        text += f" (default: {'none' if shown in ((), {}) else shown})"
+    kw = {"dest": f"cfg_{f.name}", "default": argparse.SUPPRESS, "help": text.replace("%", "%%")}
+    flag = "--" + f.name.replace("_", "-")
+    choices = meta.get("choices")
+    inner = [a for a in get_args(hint) if a is not type(None)]
+    optional = len(inner) == 1 and len(get_args(hint)) == 2  # X | None
+    base = inner[0] if optional else hint
+    if base is bool:
+        return flag, {**kw, "action": argparse.BooleanOptionalAction}
+    if choices is not None and any(isinstance(c, bool) for c in choices):  # "auto", True, False
+        return flag, {**kw, "type": types.auto_bool, "metavar": meta.get("metavar", "auto|on|off")}
+    if base not in _READERS:
+        raise TypeError(f"config field {f.name!r}: no command-line reading for type {hint!r}; use one of "
+                        f"{', '.join(t.__name__ for t in _READERS)} (or X | None), bool, or choices with auto/on/off")
+    parse, metavar = _READERS[base]
+    if optional:
+        parse = _OPTIONAL.get(base, parse)
+    if choices is not None:
+        metavar = "{" + ",".join(map(str, choices)) + "}"
+    return flag, {**kw, "type": parse, "metavar": meta.get("metavar", metavar)}
 
 
 def config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
-    """One flag per TrainConfig field (``--weight-decay 5e-4``, ``--no-sparseopt``); unset flags keep defaults."""
-    from dataclasses import MISSING, fields
-
-    from ..train.config import CHOICES, HELP, TrainConfig  # light: no torch work at import
+    """One flag per TrainConfig field (``--weight-decay 5e-4``, ``--no-sparseopt``); unset flags keep defaults.
+    A field with ``flag=False`` in its metadata (run_dir, resume) is set by the CLI itself."""
+    from ..train.config import TrainConfig  # light: no torch work at import
 
     group = parser.add_argument_group("training config (TrainConfig fields; defaults as in docs/TRAINER_API.md)")
     group.add_argument("--config", metavar="FILE.json", help="start from this JSON config; flags override it")
+    hints = get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
-        if f.name in _NOT_FLAGS or f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default_factory() if f.default is MISSING else f.default
-        # default=SUPPRESS (an unset flag keeps the config's value), so --help states the default itself
-        text = HELP[f.name]
-        if "(default:" not in text:
-            shown = {True: "on", False: "off"}.get(default, default) if isinstance(default, bool) else default
-            text += f" (default: {'none' if shown in ((), {}) else shown})"
-        kw = {"dest": f"cfg_{f.name}", "default": argparse.SUPPRESS, "help": text.replace("%", "%%")}
-        if isinstance(default, bool):
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-            continue
-        if f.name in CHOICES and default != "auto":  # values are checked by TrainConfig (one error message)
-            kw["metavar"] = "{" + ",".join(CHOICES[f.name]) + "}"
-        if default == "auto" and f.name in ("amp", "channels_last", "cuda_graphs", "progress", "sync_bn"):
-            kw.update(type=types.auto_bool, metavar="auto|on|off")
-        elif f.name == "dense_layers":
-            kw.update(type=types.names, metavar="NAME,...")
-        elif f.name == "data_kwargs":
-            kw.update(type=types.json_dict, metavar="JSON")
-        elif f.name in ("steps", "n_train", "n_test", "t_end_steps"):
-            kw.update(type=types.int_or_none, metavar="N")
-        elif f.name == "t_end":  # a fraction of training, always ("1" is 1.0); steps: --t-end-steps
-            kw.update(type=types.number, metavar="FRACTION")
-        elif f.name == "max_grad_norm":
-            kw.update(type=types.float_or_none, metavar="X")
-        elif isinstance(default, int):
-            kw.update(type=types.integer, metavar="N")
-        elif isinstance(default, float):
-            kw.update(type=types.number, metavar="X")
-        else:
-            kw.update(type=str)
-            kw.setdefault("metavar", {"device": "auto|cpu|cuda[:N]", "data_root": "DIR"}.get(f.name, "NAME"))
-        group.add_argument(flag, **kw)
+        if f.metadata.get("flag", True) and f.name not in skip:
+            flag, kw = field_flag(f, hints[f.name])
+            group.add_argument(flag, **kw)
 
 
 def config_from_args(args: argparse.Namespace, **fixed):

@@ -10,7 +10,7 @@ import inspect
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from ..data import DATASETS
 from ..dst import METHODS as DST_METHODS
@@ -26,7 +26,8 @@ SCHEDULES = ("constant", "cosine", "step", "linear")
 DISTRIBUTIONS = tuple(SPARSE_DISTRIBUTIONS)  # the names of the registry (sparse/distributions.py)
 AUTO_BOOL = ("auto", True, False)
 
-# The allowed values of the fields that take a name (validate() checks them; the CLI lists them in --help).
+# The allowed values of the fields that take a name: validate() checks them, and each field carries its entry
+# in its metadata (the CLI lists them in --help).
 CHOICES = {
     "model": MODELS, "dataset": DATASETS, "norm": NORMS, "method": METHODS, "optimizer": OPTIMIZERS,
     "schedule": SCHEDULES, "distribution": DISTRIBUTIONS, "grow_from": ("raw", "corrected"), "scope": SCOPES,
@@ -34,117 +35,107 @@ CHOICES = {
     **{name: AUTO_BOOL for name in ("amp", "channels_last", "cuda_graphs", "progress", "sync_bn")},
 }
 
-# One line per field: what it means (the CLI's --help text; tests/test_cli_help.py checks that none is missing).
-HELP = {
-    "model": "network to build (mlp: Linear-norm-ReLU layers; resnetNN: CIFAR-style ResNet)",
-    "dataset": "data to train on (digits, mnist_subset, shapes, fake need no download)",
-    "norm": "normalisation after each layer: bn BatchNorm, ln LayerNorm, gn GroupNorm, none",
-    "hidden": "MLP hidden width (mlp only)",
-    "depth": "number of MLP hidden layers (mlp only)",
-    "sparsity": "fraction of weights that are zero, in [0, 1) (ignored by --method dense)",
-    "distribution": "how the sparsity is shared among layers: erk, er (Erdos-Renyi), uniform",
-    "dense_layers": "layers kept dense, comma-separated module names (e.g. fc1,head)",
-    "method": "dynamic sparse training: dense (no mask), static (fixed mask), set, rigl, srigl",
-    "sparseopt": "wrap the optimizer in SparseOpt (the per-neuron correction); --no-sparseopt: masked baseline",
-    "scope": "what SparseOpt's per-neuron factor scales: the gradient (paper) or the update",
-    "optimizer": "inner optimizer",
-    "lr": "peak learning rate (after warm-up)",
-    "momentum": "SGD momentum (Adam and AdamW ignore it)",
-    "nesterov": "Nesterov momentum (SGD)",
-    "weight_decay": "weight decay (L2 for SGD/Adam, decoupled for AdamW)",
-    "schedule": "learning-rate schedule over the run",
-    "warmup_steps": "linear learning-rate warm-up, in steps",
-    "label_smoothing": "label smoothing of the cross-entropy, in [0, 1)",
-    "batch_size": "training batch size",
-    "epochs": "training epochs (--steps overrides it)",
-    "steps": "train this many optimizer steps instead of --epochs (default: use --epochs)",
-    "delta_t": "steps between topology updates (DST methods)",
-    "alpha": "initial drop fraction of a topology update, decayed by cosine to 0 at --t-end",
-    "t_end": "when topology updates stop, as a fraction of training in (0, 1]",
-    "t_end_steps": "when topology updates stop, as a step count (default: use --t-end)",
-    "grow_from": "rank growth candidates by the raw or the SparseOpt-corrected gradient (RigL, SRigL)",
-    "n_train": "use only the first N training examples (default: all)",
-    "n_test": "use only the first N test examples (default: all)",
-    "seed": "random seed (weights, masks, data order)",
-    "device": "auto (cuda if available, else cpu), cpu, or cuda[:N]",
-    "amp": "bf16 autocast on CUDA (auto: on a GPU, off on the CPU)",
-    "channels_last": "channels-last memory format for convolutions (auto: on a GPU)",
-    "compile": "torch.compile the model",
-    "cuda_graphs": "capture the training step in a CUDA graph (auto: on a GPU when the run allows it)",
-    "eval_every_epochs": "evaluate on the test set every N epochs (and after the last)",
-    "skew_every": "measure the gradient-skew metrics at every topology update, or never",
-    "checkpoint_every_epochs": "write checkpoint.pt every N epochs (with --name)",
-    "log_every": "record the training loss every N steps",
-    "progress": "show a progress bar (auto: on a terminal)",
-    "data_root": "folder holding downloaded data sets",
-    "download": "let torchvision download cifar10/cifar100/mnist into --data-root",
-    "data_kwargs": "options passed to the data set's builder, as JSON (e.g. '{\"size\": 16}')",
-    "init": "weight init: dense (the usual), or sparse (scaled to each neuron's live fan-in)",
-    "max_grad_norm": "clip the gradient norm to X (default: no clipping)",
-    "sync_bn": "under torchrun: SyncBatchNorm (auto: on CUDA), else per-rank BatchNorm statistics",
-    "ddp_grad_dtype": "under torchrun: all-reduce gradients in fp32, or compressed to bf16",
-    "run_dir": "folder the run writes to (the CLI's --runs/--name)",
-    "resume": "continue the run in run_dir from its checkpoint (the CLI's --resume)",
-}
+
+def option(default=MISSING, *, help: str, factory=MISSING, choices=None, metavar: str | None = None,
+           flag: bool = True):
+    """A TrainConfig field that says what the CLI needs to offer it as a flag (cli/config.py reads only this and
+    the field's type): its --help sentence, its allowed values (validate() checks them, --help lists them), the
+    metavar of its value, and ``flag=False`` for a field the CLI sets itself."""
+    meta = {"help": help}
+    if choices is not None:
+        meta["choices"] = choices
+    if metavar is not None:
+        meta["metavar"] = metavar
+    if not flag:
+        meta["flag"] = False
+    return field(default=default, default_factory=factory, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
     # what to build
-    model: str = "mlp"
-    dataset: str = "digits"
-    norm: str = "bn"
-    hidden: int = 256
-    depth: int = 1
+    model: str = option("mlp", choices=CHOICES["model"],
+                        help="network to build (mlp: Linear-norm-ReLU layers; resnetNN: CIFAR-style ResNet)")
+    dataset: str = option("digits", choices=CHOICES["dataset"],
+                          help="data to train on (digits, mnist_subset, shapes, fake need no download)")
+    norm: str = option("bn", choices=CHOICES["norm"],
+                       help="normalisation after each layer: bn BatchNorm, ln LayerNorm, gn GroupNorm, none")
+    hidden: int = option(256, help="MLP hidden width (mlp only)")
+    depth: int = option(1, help="number of MLP hidden layers (mlp only)")
     # sparsity and DST
-    sparsity: float = 0.9
-    distribution: str = "erk"
-    dense_layers: tuple = ()
-    method: str = "rigl"
-    sparseopt: bool = True
-    scope: str = "gradient"  # what SparseOpt's per-neuron factor scales: the gradient (paper) or the update (ours)
+    sparsity: float = option(0.9,
+                             help="fraction of weights that are zero, in [0, 1) (ignored by --method dense)")
+    distribution: str = option("erk", choices=CHOICES["distribution"],
+                               help="how the sparsity is shared among layers: erk, er (Erdos-Renyi), uniform")
+    dense_layers: tuple = option((), help="layers kept dense, comma-separated module names (e.g. fc1,head)")
+    method: str = option(
+        "rigl", choices=CHOICES["method"],
+        help="dynamic sparse training: dense (no mask), static (fixed mask), set, rigl, srigl")
+    sparseopt: bool = option(
+        True,
+        help="wrap the optimizer in SparseOpt (the per-neuron correction); --no-sparseopt: masked baseline")
+    scope: str = option("gradient", choices=CHOICES["scope"],
+                        help="what SparseOpt's per-neuron factor scales: the gradient (paper) or the update")
     # optimisation
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup_steps: int = 0
-    label_smoothing: float = 0.0
-    batch_size: int = 128
-    epochs: int = 10
-    steps: int | None = None
-    delta_t: int = 100
-    alpha: float = 0.3
-    t_end: float = 0.75  # when updates stop, as a fraction of training (RigL's 0.75)
-    t_end_steps: int | None = None  # ... or as a step count (overrides t_end)
-    grow_from: str = "raw"
+    optimizer: str = option("sgd", choices=CHOICES["optimizer"], help="inner optimizer")
+    lr: float = option(0.1, help="peak learning rate (after warm-up)")
+    momentum: float = option(0.9, help="SGD momentum (Adam and AdamW ignore it)")
+    nesterov: bool = option(True, help="Nesterov momentum (SGD)")
+    weight_decay: float = option(5e-4, help="weight decay (L2 for SGD/Adam, decoupled for AdamW)")
+    schedule: str = option("cosine", choices=CHOICES["schedule"], help="learning-rate schedule over the run")
+    warmup_steps: int = option(0, help="linear learning-rate warm-up, in steps")
+    label_smoothing: float = option(0.0, help="label smoothing of the cross-entropy, in [0, 1)")
+    batch_size: int = option(128, help="training batch size")
+    epochs: int = option(10, help="training epochs (--steps overrides it)")
+    steps: int | None = option(
+        None, help="train this many optimizer steps instead of --epochs (default: use --epochs)")
+    delta_t: int = option(100, help="steps between topology updates (DST methods)")
+    alpha: float = option(
+        0.3, help="initial drop fraction of a topology update, decayed by cosine to 0 at --t-end")
+    t_end: float = option(0.75, metavar="FRACTION",
+                          help="when topology updates stop, as a fraction of training in (0, 1]")  # RigL's 0.75
+    t_end_steps: int | None = option(
+        None, help="when topology updates stop, as a step count (default: use --t-end)")
+    grow_from: str = option(
+        "raw", choices=CHOICES["grow_from"],
+        help="rank growth candidates by the raw or the SparseOpt-corrected gradient (RigL, SRigL)")
     # data and run
-    n_train: int | None = None
-    n_test: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    amp: object = "auto"
-    channels_last: object = "auto"
-    compile: bool = False
-    cuda_graphs: object = "auto"
-    eval_every_epochs: int = 1
-    skew_every: str = "update"
-    run_dir: str | None = None
-    checkpoint_every_epochs: int = 1
+    n_train: int | None = option(None, help="use only the first N training examples (default: all)")
+    n_test: int | None = option(None, help="use only the first N test examples (default: all)")
+    seed: int = option(0, help="random seed (weights, masks, data order)")
+    device: str = option("auto", metavar="auto|cpu|cuda[:N]",
+                         help="auto (cuda if available, else cpu), cpu, or cuda[:N]")
+    amp: object = option("auto", choices=CHOICES["amp"],
+                         help="bf16 autocast on CUDA (auto: on a GPU, off on the CPU)")
+    channels_last: object = option("auto", choices=CHOICES["channels_last"],
+                                   help="channels-last memory format for convolutions (auto: on a GPU)")
+    compile: bool = option(False, help="torch.compile the model")
+    cuda_graphs: object = option(
+        "auto", choices=CHOICES["cuda_graphs"],
+        help="capture the training step in a CUDA graph (auto: on a GPU when the run allows it)")
+    eval_every_epochs: int = option(1, help="evaluate on the test set every N epochs (and after the last)")
+    skew_every: str = option("update", choices=CHOICES["skew_every"],
+                             help="measure the gradient-skew metrics at every topology update, or never")
+    run_dir: str | None = option(None, flag=False, help="folder the run writes to (the CLI's --runs/--name)")
+    checkpoint_every_epochs: int = option(1, help="write checkpoint.pt every N epochs (with --name)")
     # additions beyond the first contract (docs/TRAINER_API.md lists them)
-    log_every: int = 10
-    resume: bool = False
-    progress: object = "auto"
-    data_root: str = "data"
-    download: bool = False
-    data_kwargs: dict = field(default_factory=dict)
-    init: str = "dense"
-    max_grad_norm: float | None = None
-    sync_bn: object = "auto"  # under torchrun: SyncBatchNorm on CUDA ("auto"), per-rank BN statistics on CPU
-    ddp_grad_dtype: str = "fp32"  # under torchrun: all-reduce gradients in fp32, or compressed to bf16
-
+    log_every: int = option(10, help="record the training loss every N steps")
+    resume: bool = option(False, flag=False,
+                          help="continue the run in run_dir from its checkpoint (the CLI's --resume)")
+    progress: object = option("auto", choices=CHOICES["progress"],
+                              help="show a progress bar (auto: on a terminal)")
+    data_root: str = option("data", metavar="DIR", help="folder holding downloaded data sets")
+    download: bool = option(False, help="let torchvision download cifar10/cifar100/mnist into --data-root")
+    data_kwargs: dict = option(
+        factory=dict, help="options passed to the data set's builder, as JSON (e.g. '{\"size\": 16}')")
+    init: str = option("dense", choices=CHOICES["init"],
+                       help="weight init: dense (the usual), or sparse (scaled to each neuron's live fan-in)")
+    max_grad_norm: float | None = option(None, help="clip the gradient norm to X (default: no clipping)")
+    sync_bn: object = option(
+        "auto", choices=CHOICES["sync_bn"],
+        help="under torchrun: SyncBatchNorm (auto: on CUDA), else per-rank BatchNorm statistics")
+    ddp_grad_dtype: str = option("fp32", choices=CHOICES["ddp_grad_dtype"],
+                                 help="under torchrun: all-reduce gradients in fp32, or compressed to bf16")
     def __post_init__(self):
         for f in fields(self):  # a numpy scalar or a 0-d tensor is taken as the number it holds (JSON-safe)
             value = getattr(self, f.name)
@@ -293,3 +284,8 @@ class TrainConfig:
         d = self.to_dict()
         d.update(changes)
         return TrainConfig.from_dict(d)
+
+
+# One line per field, what it means: the fields' help metadata as a table (the CLI's --help text;
+# tests/test_cli_help.py checks that none is missing).
+HELP = {f.name: f.metadata["help"] for f in fields(TrainConfig)}
