@@ -6,7 +6,7 @@ active neurons), then hands the corrected gradient to the inner optimizer. In th
 the same in-place foreach multiply that enforces the mask, so the correction costs nothing extra.
 
 Order of operations in ``step()`` (our decisions where the paper is silent):
-1. step pre-hooks (RigL snapshots the raw dense gradient here, on update steps only);
+1. pre-mask hooks (``register_pre_mask_hook``: RigL snapshots the raw dense gradient here, on update steps only);
 2. ``.grad`` *= mask x scale (or mask alone with ``enabled=False``: the exact masked baseline);
 3. optional gradient clipping, on the masked and corrected gradient;
 4. the inner optimizer's step: momentum accumulates corrected gradients, its weight decay is not scaled.
@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 from torch.optim import Optimizer
+from torch.utils.hooks import RemovableHandle
 
 from .sparse.distributions import as_number
 from .sparse.masks import SparseMasks, check_elementwise
@@ -70,6 +73,7 @@ class SparseOpt(Optimizer):
         self.max_grad_norm = max_grad_norm
         self._prepared: list = []  # (weakref to .grad, its _version) after the last prepare_grads()
         self._before: list[torch.Tensor] = []  # scope="update": the weights before the inner step
+        self._pre_mask_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._bound = False
         super().__init__(optimizer.param_groups, optimizer.defaults)  # sets up hooks; groups stay the inner's
         self._bound = True
@@ -107,6 +111,14 @@ class SparseOpt(Optimizer):
         if self.__dict__.get("_bound"):  # during Optimizer.__init__ the groups already live in the inner one
             self.optimizer.add_param_group(param_group)
 
+    def register_pre_mask_hook(self, hook: Callable[[SparseOpt], None]) -> RemovableHandle:
+        """Call ``hook(self)`` right before the gradients are masked and corrected, while ``.grad`` still holds
+        the raw dense gradient (RigL's growth signal): in :meth:`prepare_grads`, so in every ``step()``, after a
+        closure's backward and before a manual ``prepare_grads()`` changes them. Returns a removable handle."""
+        handle = RemovableHandle(self._pre_mask_hooks)
+        self._pre_mask_hooks[handle.id] = hook
+        return handle
+
     @torch.no_grad()
     def prepare_grads(self) -> None:
         """Mask and correct ``.grad`` now, e.g. to clip gradients yourself before ``step()``.
@@ -119,6 +131,8 @@ class SparseOpt(Optimizer):
         if grads and len(grads) == len(self._prepared) and all(
                 ref() is g and g._version == version for (ref, version), g in zip(self._prepared, grads)):
             return  # these very tensors were prepared and nothing changed them since
+        for hook in tuple(self._pre_mask_hooks.values()):
+            hook(self)
         self.masks.mask_grads_(corrected=self.enabled and self.scope == "gradient")
         if self.max_grad_norm is not None:
             params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]

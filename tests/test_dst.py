@@ -165,9 +165,91 @@ def test_attach_with_rigl_snapshots_raw_gradient_first():
     nn.functional.cross_entropy(model(x), torch.randint(0, 5, (8,))).backward()
     raw = model[0].weight.grad.clone()
     opt.step()
-    assert torch.equal(dst._grads["0"], raw)
+    assert torch.equal(masks.layout().split(dst.gradient_snapshot)[0], raw)
     assert dst.step() is True
     assert masks.inactive_max()["weight"] == 0.0
+
+
+def _one_backward(model, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(8, 12, generator=gen), torch.randint(0, 5, (8,), generator=gen)
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    return loss
+
+
+@pytest.mark.parametrize("how", ["attach_after", "sparseopt", "prepare_grads_first", "closure"])
+def test_rigl_snapshots_the_raw_gradient_however_the_gradients_are_masked(how):
+    """The raw dense gradient, never the masked one: whatever masks it and whenever (no private torch hooks)."""
+    model = small_mlp()
+    masks = sparsify(model, 0.8)
+    if how == "attach_after":
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        dst = RigL(masks, opt, delta_t=1, t_end=10)
+        masks.attach(opt)  # registered after RigL this time
+    else:
+        opt = SparseOpt(torch.optim.SGD(model.parameters(), lr=0.1), masks)
+        dst = RigL(masks, opt, delta_t=1, t_end=10)
+    if how == "closure":
+        raws = []
+
+        def closure():
+            opt.zero_grad()
+            loss = _one_backward(model)
+            raws.append(model[0].weight.grad.clone())
+            return loss
+
+        opt.step(closure)
+        raw = raws[-1]
+    else:
+        _one_backward(model)
+        raw = model[0].weight.grad.clone()
+        if how == "prepare_grads_first":
+            opt.prepare_grads()  # masks now (e.g. to clip yourself); RigL has its snapshot already
+            assert not torch.equal(model[0].weight.grad, raw)
+        opt.step()
+    assert not torch.equal(raw * masks["0"], raw)  # the raw gradient is dense: masking would change it
+    assert torch.equal(masks.layout().split(dst.gradient_snapshot)[0], raw)
+    assert dst.step() is True and dst.gradient_snapshot is None
+
+
+def test_gradient_snapshot_api():
+    model = small_mlp()
+    masks = sparsify(model, 0.8)
+    opt = SparseOpt(torch.optim.SGD(model.parameters(), lr=0.1), masks)
+    dst = RigL(masks, opt, delta_t=2, t_end=10)
+    assert dst.gradient_snapshot is None
+    _one_backward(model)
+    opt.step()  # step 1 is not an update step: no snapshot taken
+    assert dst.gradient_snapshot is None and dst.step() is False
+    dst.take_gradient_snapshot()  # for the next step by default (a CUDA graph records this call)
+    flat = dst.gradient_snapshot
+    assert flat.shape == (masks.layout().numel,)
+    dst.clear_gradient_snapshot()
+    assert dst.gradient_snapshot is None
+    dst.use_gradient_snapshot(flat, 2)  # a graph's static buffer, handed over after its replay: kept, not copied
+    assert dst.gradient_snapshot is flat and dst.step() is True
+    with pytest.raises(ValueError, match=f"one flat tensor of the masks' layout \\({flat.numel()} entries\\)"):
+        dst.use_gradient_snapshot(flat[:-1], 4)
+    assert RigL.snapshot_gradients is RigL.take_gradient_snapshot  # the earlier names still work
+    assert RigL.set_gradient_snapshot is RigL.use_gradient_snapshot
+
+
+def test_a_dropped_rigl_leaves_no_hook_behind():
+    import gc
+    import weakref
+
+    model = small_mlp()
+    masks = sparsify(model, 0.8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    masks.attach(opt)
+    ref = weakref.ref(RigL(masks, opt, delta_t=1, t_end=10))
+    gc.collect()
+    assert ref() is None  # the hook common to all optimizers holds the DST weakly, and goes with it
+    _one_backward(model)
+    opt.step()  # no error, and a new DST snapshots as before
+    dst = SET(masks, opt, delta_t=1, t_end=10)
+    assert dst.step() is True
 
 
 def test_dst_state_dict_resume_is_exact():

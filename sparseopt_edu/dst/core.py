@@ -20,8 +20,10 @@ check raises at that later read instead of at once.
 from __future__ import annotations
 
 import threading
+import weakref
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from ..sparse.flat import FlatLayout
 from ..sparse.masks import SparseMasks, check_elementwise
@@ -61,6 +63,31 @@ def check_ranks_agree(masks: SparseMasks, step: int) -> None:
         )
 
 
+def _snapshot_before_masking(dst: DynamicSparsity, optimizer):
+    """Make ``dst`` take the gradient snapshot on update steps, before the gradients are masked; returns the handle.
+
+    An optimizer that masks the gradients itself (SparseOpt) calls its pre-mask hooks right before it does, in
+    ``prepare_grads`` (a manual call before ``step()`` and a closure's gradients included). A plain optimizer is
+    masked by ``masks.attach``'s step pre-hook, which may have been registered before this DST: torch runs the
+    hooks common to all optimizers (``register_optimizer_step_pre_hook``) before each optimizer's own, so the
+    snapshot is taken by one of those, for this optimizer only. Both hold the DST weakly (the global hook must
+    not keep it alive) and are removed with it.
+    """
+    ref = weakref.ref(dst)
+
+    def snapshot() -> None:
+        d = ref()
+        if d is not None and d.schedule.is_update(d.t + 1):
+            d.take_gradient_snapshot(d.t + 1)
+
+    if callable(getattr(optimizer, "register_pre_mask_hook", None)):
+        handle = optimizer.register_pre_mask_hook(lambda opt: snapshot())
+    else:
+        handle = register_optimizer_step_pre_hook(lambda opt, args, kwargs: snapshot() if opt is optimizer else None)
+    weakref.finalize(dst, handle.remove)
+    return handle
+
+
 class UpdateInputs:
     """What one topology update reads, gathered once into the flat layout (``FlatLayout``) of all masked layers.
 
@@ -87,7 +114,7 @@ class UpdateInputs:
 
     def gradient(self) -> torch.Tensor:
         """The raw dense gradient snapshotted on this update step (RigL)."""
-        return self.dst._grad_flat
+        return self.dst.gradient_snapshot
 
     def noise(self) -> torch.Tensor:
         """Uniform [0, 1) noise, one draw per entry (each call draws afresh from this update's generator)."""
@@ -148,17 +175,14 @@ class DynamicSparsity:
         self._pending: list = []  # updates applied on the device, not yet checked (tuples), and records (dicts)
         self._pending_lock = threading.Lock()  # a notebook may read ``updates`` while a thread trains
         self._reset_union()
-        self._grads: dict[str, torch.Tensor] = {}
-        self._grad_flat: torch.Tensor | None = None
-        self._grads_step = -1
+        self._grad_flat: torch.Tensor | None = None  # the gradient snapshot, flat in layout order
+        self._grads_step = -1  # the step it is for
         self._hook = None
         if optimizer is not None:
             check_elementwise(optimizer, assume_elementwise)
             masks.register_optimizer(optimizer)
             if self.needs_gradient:
-                self._hook = optimizer.register_step_pre_hook(self._snapshot_hook)
-                # run before any masking hook registered earlier (masks.attach): we need the raw dense gradient
-                optimizer._optimizer_step_pre_hooks.move_to_end(self._hook.id, last=False)
+                self._hook = _snapshot_before_masking(self, optimizer)
         elif self.needs_gradient:
             raise ValueError(f"{type(self).__name__} grows from gradients: pass the optimizer")
 
@@ -182,22 +206,38 @@ class DynamicSparsity:
         self._union = self.masks.layout().gather([m.weight_mask for m in self.masks.modules.values()]).clone()
 
     # ----- gradient snapshot (RigL) -------------------------------------------------------------------------
-    def _snapshot_hook(self, optimizer, args, kwargs) -> None:
-        if self.schedule.is_update(self.t + 1):
-            self.snapshot_gradients(self.t + 1)
+    # A DST that grows from gradients takes the snapshot itself on update steps (_snapshot_before_masking). A
+    # trainer that runs the step in a CUDA graph records a take_gradient_snapshot() in the graph and hands the
+    # graph's buffer over with use_gradient_snapshot() after each replay.
+    @property
+    def gradient_snapshot(self) -> torch.Tensor | None:
+        """The raw dense gradient the next update grows from, flat in layout order; None when there is none."""
+        return self._grad_flat
 
     @torch.no_grad()
-    def snapshot_gradients(self, step: int | None = None) -> None:
-        """Copy the raw dense gradient of every masked layer into one flat buffer (only ever on update steps)."""
+    def take_gradient_snapshot(self, step: int | None = None) -> None:
+        """Copy the raw dense gradient of every masked layer into one new flat buffer, for the update at ``step``
+        (default: the next one, t + 1). Call it after backward, before anything masks the gradients."""
         grads = [m.weight.grad if m.weight.grad is not None else torch.zeros_like(m.weight)
                  for m in self.masks.modules.values()]
-        self.set_gradient_snapshot(self.masks.layout().gather(grads), self.t + 1 if step is None else step)
+        self.use_gradient_snapshot(self.masks.layout().gather(grads), self.t + 1 if step is None else step)
 
-    def set_gradient_snapshot(self, flat: torch.Tensor, step: int) -> None:
-        """Use ``flat`` (a gradient in layout order, e.g. a CUDA graph's static copy) for the update at ``step``."""
-        self._grad_flat = flat
-        self._grads = dict(zip(self.masks.modules, self.masks.layout().split(flat)))
-        self._grads_step = step
+    def use_gradient_snapshot(self, flat: torch.Tensor, step: int) -> None:
+        """Grow the update at ``step`` from ``flat`` (a gradient in layout order, e.g. a CUDA graph's static copy;
+        kept, not copied)."""
+        numel = self.masks.layout().numel
+        if not torch.is_tensor(flat) or tuple(flat.shape) != (numel,):
+            what = tuple(flat.shape) if torch.is_tensor(flat) else type(flat).__name__
+            raise ValueError(f"a gradient snapshot is one flat tensor of the masks' layout ({numel} entries), got "
+                             f"{what}: take it with take_gradient_snapshot() or masks.layout().gather(grads)")
+        self._grad_flat, self._grads_step = flat, int(step)
+
+    def clear_gradient_snapshot(self) -> None:
+        """Forget the snapshot: done after every update, and by a CUDA graph after recording one that never ran."""
+        self._grad_flat, self._grads_step = None, -1
+
+    snapshot_gradients = take_gradient_snapshot  # the earlier names (benchmarks/epoch_time.py uses the first)
+    set_gradient_snapshot = use_gradient_snapshot
 
     # ----- the schedule -------------------------------------------------------------------------------------
     def step(self) -> bool:
@@ -236,7 +276,7 @@ class DynamicSparsity:
             return False
         inputs = UpdateInputs(self, t, fraction, drop)
         layout, old = inputs.layout, inputs.old
-        checked = [inputs.weight_abs()] + ([inputs.gradient()] if self._grad_flat is not None else [])
+        checked = [inputs.weight_abs()] + ([inputs.gradient()] if self.gradient_snapshot is not None else [])
         finite = torch.stack([torch.isfinite(c).all() for c in checked]).all()
         leaked = (inputs.weight_abs() * ~old).amax()
         new = torch.where(finite, self.new_mask(inputs), old)  # non-finite inputs: the update keeps the old mask
@@ -249,7 +289,7 @@ class DynamicSparsity:
         self.masks.apply_flat(new, old, counts=dict(zip(names, live)))  # live counts are kept by every update
         self._union = union
         check_ranks_agree(self.masks, t)
-        self._clear_snapshot()
+        self.clear_gradient_snapshot()
         with self._pending_lock:
             self._pending.append((t, fraction, names, live, drop, summary))
         if self.defer_checks:
@@ -304,9 +344,6 @@ class DynamicSparsity:
             self._pending.append(record)  # behind any pending update: records stay in step order
         if not self.defer_checks:
             self.flush()
-
-    def _clear_snapshot(self) -> None:
-        self._grads, self._grad_flat = {}, None
 
     def _update_seed(self, t: int) -> int:
         # A generator seeded by (seed, step): identical choices on every rank and on resume.
