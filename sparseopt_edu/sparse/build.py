@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .distributions import check_distribution, check_sparsity, layer_counts
+from .distributions import Distribution, as_distribution, check_sparsity, layer_counts
 from .layers import (
     MASKABLE,
     from_neuron_rows,
@@ -54,7 +54,7 @@ def random_mask(shape, count: int, generator: torch.Generator, fan_in: str = "ra
 def sparsify(
     model: nn.Module,
     sparsity: float,
-    distribution: str = "erk",
+    distribution: str | Distribution = "erk",
     *,
     dense: Iterable[str] = (),
     seed: int = 0,
@@ -62,16 +62,18 @@ def sparsify(
     init: str = "dense",
     state_policy: str = "zero",
 ) -> SparseMasks:
-    """Mask every nn.Linear / nn.Conv2d of ``model`` (except ``dense``) at a global ``sparsity``.
+    """Mask every Linear / Conv layer of ``model`` (except ``dense``) at a global ``sparsity``.
 
     ``weight`` stays the module's leaf Parameter; a boolean ``weight_mask`` buffer is registered beside it and
-    the masked weights are zeroed. The total live count is exactly round((1 - sparsity) * N) over the masked
-    layers. ``init="dense"`` keeps PyTorch's dense init, then masks (the regime the paper analyses);
-    ``init="sparse"`` rescales each neuron by sqrt(fan_in / live_i), so its pre-activation variance matches a
-    dense neuron's and the skew vanishes at step 0.
+    the masked weights are zeroed. ``distribution`` decides how many weights each layer keeps: a name in
+    ``DISTRIBUTIONS`` ("erk", "er", "uniform"), a :class:`Distribution` (``ERK()``, ...) or any object with a
+    ``layer_counts(shapes, sparsity)`` method, whose counts are used exactly. The built-in ones keep a total of
+    exactly round((1 - sparsity) * N) over the masked layers. ``init="dense"`` keeps PyTorch's dense init, then
+    masks (the regime the paper analyses); ``init="sparse"`` rescales each neuron by sqrt(fan_in / live_i), so its
+    pre-activation variance matches a dense neuron's and the skew vanishes at step 0.
     """
     sparsity = check_sparsity(sparsity)
-    check_distribution(distribution)
+    distribution = as_distribution(distribution)
     if init not in ("dense", "sparse"):
         raise ValueError(f"init must be 'dense' or 'sparse', got {init!r}")
     layers = maskable_layers(model, dense)
