@@ -8,6 +8,10 @@ sparse - median dense) and the overhead in %; the paired per-round differences. 
 two arms' max - min: when it exceeds the gap the script says that this run cannot tell the overhead from noise,
 instead of claiming a number. Target (issue 17): <= 3% (goal 1.5%).
 
+``--run-sums`` adds a third arm, the sparse step with the flat layout's per-layer and per-neuron sums computed by
+``sparse/segment_sums.py`` (prefix sums) instead of ``index_add_`` (benchmark-only: the arm's layout object is
+patched here; the library change is two lines in ``sparse/flat.py``).
+
 ``--profile`` then prints torch.profiler tables of a few dense steps, a few sparse (non-update) steps and one
 topology-update step: the top kernels by GPU time, and the kernels whose time per step differs most between the
 two arms (where the extra time goes). On a CPU the same runs at a small size with CPU op times.
@@ -32,8 +36,20 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from sparseopt_edu import RigL, SparseOpt, sparsify  # noqa: E402
 from sparseopt_edu.models import resnet18, resnet20  # noqa: E402
+from sparseopt_edu.sparse.segment_sums import contiguous_runs, run_bounds, run_sums  # noqa: E402
 
 ARMS = ("dense", "rigl+sparseopt")
+RUN_SUMS = "rigl+sparseopt (run sums)"
+
+
+def use_run_sums(masks) -> None:
+    """Benchmark-only: this masks' (cached) FlatLayout sums layers and neurons by prefix sums, not index_add_."""
+    layout = masks.layout()
+    layers = run_bounds(torch.tensor(layout.sizes, device=layout.device))
+    rows = contiguous_runs(layout.row_of, layout.n_rows)
+    layout.layer_sum = lambda values: run_sums(values, layers)
+    if rows is not None:
+        layout.row_sum = lambda values: run_sums(values, rows)
 
 
 def build(sparse: bool, device, channels_last: bool, steps_total: int, delta_t: int, arch=resnet18):
@@ -184,6 +200,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="rounds per arm (GPU default 15, CPU 5)")
     parser.add_argument("--steps", type=int, default=100, help="steps per round (default 100 = one delta_t)")
     parser.add_argument("--profile", action="store_true", help="print the kernel tables after the timing")
+    parser.add_argument("--run-sums", action="store_true", help=f"add the arm {RUN_SUMS!r} (see the docstring)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU: checks the script runs")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = parser.parse_args(argv)
@@ -207,32 +224,46 @@ def main(argv=None) -> int:
     if cl:
         x = x.to(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
+    arms = ARMS + ((RUN_SUMS,) if args.run_sums else ())
     steps_fn, dsts = {}, {}
-    for label, sparse in zip(ARMS, (False, True)):
-        model, opt, dst = build(sparse, device, cl, steps * (rounds + 4), delta_t, arch)
+    for label in arms:
+        model, opt, dst = build(label != "dense", device, cl, steps * (rounds + 4), delta_t, arch)
+        if label == RUN_SUMS:
+            use_run_sums(dst.masks)
         steps_fn[label], dsts[label] = make_step(model, opt, dst, x, y, amp), dst
         timed(steps_fn[label], steps, device)  # warm-up (cuDNN autotune, allocator, the first RigL update)
-    rounds_ms = {label: [] for label in ARMS}
-    for _ in range(rounds):  # ABAB
-        for label in ARMS:
+    rounds_ms = {label: [] for label in arms}
+    for _ in range(rounds):  # ABAB (ABCABC with --run-sums)
+        for label in arms:
             rounds_ms[label].append(timed(steps_fn[label], steps, device))
-    s = summarise(rounds_ms)
+    s = summarise({a: rounds_ms[a] for a in ARMS})
+    extra = {}
+    if args.run_sums:
+        extra["run_sums"] = summarise({ARMS[0]: rounds_ms[ARMS[0]], ARMS[1]: rounds_ms[RUN_SUMS]})
+        extra["run_sums_vs_index_add"] = summarise({ARMS[0]: rounds_ms[ARMS[1]], ARMS[1]: rounds_ms[RUN_SUMS]})
     print(f"{arch.__name__} (CIFAR stem), batch {batch}, {'bf16' if amp else 'fp32'}, {rounds} rounds x {steps} "
           f"steps per arm (ABAB), device: {name}")
-    print(f"{'arm':<16}{'median':>9}{'min':>9}{'max':>9}{'IQR':>8}  ms/step{'images/s':>12}")
-    for k, a in s["arms"].items():
-        print(f"{k:<16}{a['median']:9.3f}{a['min']:9.3f}{a['max']:9.3f}{a['iqr']:8.3f}  {'':7s}"
+    print(f"{'arm':<26}{'median':>9}{'min':>9}{'max':>9}{'IQR':>8}  ms/step{'images/s':>12}")
+    arm_stats = {**s["arms"], **({RUN_SUMS: extra["run_sums"]["arms"][ARMS[1]]} if extra else {})}
+    for k, a in arm_stats.items():
+        print(f"{k:<26}{a['median']:9.3f}{a['min']:9.3f}{a['max']:9.3f}{a['iqr']:8.3f}  {'':7s}"
               f"{1e3 * batch / a['median']:12.0f}")
     p = s["paired_overhead_pct"]
     print(f"paired per-round overhead: median {p['median']:+.2f}%, range {p['min']:+.2f}% .. {p['max']:+.2f}%")
     print(f"masks + RigL (dT={delta_t}, amortised) + SparseOpt: {s['verdict']} (target <= 3%)")
+    if extra:
+        print(f"{RUN_SUMS}: {extra['run_sums']['verdict']} (target <= 3%)")
+        print(f"{RUN_SUMS} against index_add_ sums: {extra['run_sums_vs_index_add']['verdict']}")
     result = {"model": arch.__name__, "device": name, "torch": torch.__version__, "batch": batch,
               "steps_per_round": steps, "rounds": rounds, "order": "ABAB", "timer": "cuda events" if gpu else
-              "perf_counter", "delta_t": delta_t, "amp_bf16": amp, "channels_last": cl, **s, "target_pct": 3.0,
+              "perf_counter", "delta_t": delta_t, "amp_bf16": amp, "channels_last": cl, **s, **extra, "target_pct": 3.0,
               "rounds_ms": rounds_ms, "command": " ".join(sys.argv)}
     if args.profile:
         try:
             # the n profiled sparse steps must fit between two updates
+            if args.run_sums:  # profile the patched arm as the sparse one
+                steps_fn, dsts = {ARMS[0]: steps_fn[ARMS[0]], ARMS[1]: steps_fn[RUN_SUMS]}, {ARMS[1]: dsts[RUN_SUMS]}
+                result["profile_arm"] = RUN_SUMS
             result["profile"] = run_profile(steps_fn, dsts, device, n=max(1, min(5, delta_t - 1)))
         except Exception as e:  # the timing above stands on its own: keep it if the profiler fails
             import traceback
