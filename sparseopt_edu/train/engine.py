@@ -195,7 +195,7 @@ class Trainer:
             n = batch[1].shape[0]
         skew = None
         if raw is not None:
-            self.dst.set_gradient_snapshot(raw, self.dst.t + 1)
+            self.dst.use_gradient_snapshot(raw, self.dst.t + 1)
             if self.config.skew_every == "update":
                 skew = diagnostics.skew_table(self.masks, raw)
         changed = self.dst.step() if self.dst is not None else False
