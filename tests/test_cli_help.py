@@ -106,3 +106,36 @@ def test_a_field_without_help_or_with_an_unreadable_type_is_named():
         field_flag(quiet, int)
     with pytest.raises(TypeError, match="'odd': no command-line reading"):
         field_flag(odd, list)
+
+
+def test_cli_modules_import_nothing_heavy_at_their_top():
+    """``--help`` starts fast: torch, the trainer and the science are imported inside the command functions.
+    At module level a CLI module imports the standard library, its own package, and only the light library
+    modules named here (each of which imports the standard library only)."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    import sparseopt_edu.cli as cli
+
+    light = {"sparseopt_edu", "sparseopt_edu.doctor", "sparseopt_edu.paper"}
+    for path in sorted(Path(cli.__file__).parent.glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level == 1:
+                    continue  # the CLI package itself
+                names = [node.module] if node.level == 0 else ["sparseopt_edu" + (f".{node.module}" if node.module
+                                                                                  else "")]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or top == "__future__" or name in light, (path.name, name)
+    for name in ("sparseopt_edu.doctor", "sparseopt_edu.paper"):
+        tree = ast.parse(Path(sys.modules[name].__file__).read_text())
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and getattr(node, "level", 0) == 0:
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                assert all(m.split(".")[0] in sys.stdlib_module_names or m == "__future__" for m in mods), (name, mods)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..diagnostics import format_skew, skew_rows
 from . import command
 from .errors import CliError, guarded
 from .grid import run_grid, write_compare_report
@@ -31,6 +30,7 @@ def demo_cmd(args: argparse.Namespace) -> int:
 
     import torch
 
+    from ..diagnostics import format_skew, skew_rows
     from ..train import TrainConfig, grid
 
     # Tiny MLP steps: one intra-op thread is as fast on an idle machine and 50x faster on a busy 2-core one

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 
-from ..diagnostics import format_skew, skew_rows
 from . import command
 from .args import add_threads_flag, floats, set_threads
 from .errors import CliError, guarded
@@ -43,6 +42,7 @@ def _probe_data(name: str):
 @guarded
 def skew_cmd(args: argparse.Namespace) -> int:
     """The paper's Fig. 3: sparse/dense gradient ratio vs sparsity, with and without BN (HTML plot or --json)."""
+    from ..diagnostics import format_skew, skew_rows
     from ..models import NORMS
 
     set_threads(args)
