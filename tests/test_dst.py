@@ -480,3 +480,25 @@ def test_register_checks_the_declarations():
         with pytest.raises(ValueError, match=message):
             dst.register(cls)
     assert list(dst.METHODS) == ["static", "set", "rigl", "srigl"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the drop count: one function for the host's decisions and the device's ranking (issue 15 item 5)
+
+@settings(max_examples=300, deadline=None)
+@given(fraction=st.one_of(st.floats(0.0, 1.0), st.builds(lambda k, m: min(k, m) / m, st.integers(0, 10**6),
+                                                           st.integers(1, 10**6))),
+       n=st.lists(st.integers(0, 10**9), min_size=1, max_size=8))
+def test_drop_count_is_one_computation_on_host_and_device(fraction, n):
+    from sparseopt_edu.dst.schedule import count_to_drop
+
+    host = [count_to_drop(fraction, k) for k in n]
+    device = count_to_drop(fraction, torch.tensor(n, dtype=torch.float64))
+    assert host == [math.floor(fraction * k) for k in n] == [int(d) for d in device.tolist()]
+
+
+def test_drop_count_refuses_float32_counts():
+    from sparseopt_edu.dst.schedule import count_to_drop
+
+    with pytest.raises(TypeError, match="must be float64"):
+        count_to_drop(0.3, torch.tensor([10.0]))

@@ -27,7 +27,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from ..sparse.flat import FlatLayout
 from ..sparse.masks import SparseMasks, check_elementwise
-from .schedule import UpdateSchedule
+from .schedule import UpdateSchedule, count_to_drop
 
 TINY = 1e-30  # tie-break noise: orders exact ties (e.g. weights regrown at 0) without reordering real values
 
@@ -92,8 +92,9 @@ class UpdateInputs:
     """What one topology update reads, gathered once into the flat layout (``FlatLayout``) of all masked layers.
 
     ``old`` the current mask; ``drop`` / ``keep`` per-layer counts on the device (``drop_host``: the same drop
-    counts as Python ints); ``gen`` this update's generator, seeded by (seed, step): the same choices on every
-    rank and on resume. ``weight_abs()``, ``gradient()`` and ``noise()`` are computed on first use.
+    counts as Python ints, by the same function, ``count_to_drop``); ``gen`` this update's generator, seeded by
+    (seed, step): the same choices on every rank and on resume. ``weight_abs()``, ``gradient()`` and ``noise()``
+    are computed on first use.
     """
 
     def __init__(self, dst: DynamicSparsity, t: int, fraction: float, drop_host: list[int]):
@@ -102,7 +103,7 @@ class UpdateInputs:
         self.modules = list(dst.masks.modules.values())
         self.old = self.layout.gather([m.weight_mask for m in self.modules])
         live = self.layout.layer_sum(self.old)
-        self.drop = torch.floor(live * fraction)  # == math.floor(fraction * n) on the host (IEEE double)
+        self.drop = count_to_drop(fraction, live)  # (live: float64) == drop_host, computed on the host
         self.keep = live - self.drop
         self.gen = torch.Generator(device=self.old.device).manual_seed(dst._update_seed(t))
         self._weight_abs = None
@@ -270,7 +271,7 @@ class DynamicSparsity:
             return False
         names = list(self.masks.modules)
         live = [self.masks.live_count(n) for n in names]
-        drop = [self.schedule.drop_count(t, n) for n in live]
+        drop = [count_to_drop(fraction, n) for n in live]
         if not any(drop):  # late in the schedule floor(f * n) can be 0 everywhere: nothing to change
             self._record({"step": t, "drop_fraction": fraction, "changed": {}})
             return False

@@ -25,6 +25,8 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+
 from ..sparse.distributions import as_number
 
 
@@ -34,6 +36,20 @@ def _count(name: str, value, lo: int, what: str):
     if not isinstance(number, int) or number < lo:
         raise ValueError(f"{name} must be {what} (an int >= {lo}), got {value!r}")
     return number
+
+
+def count_to_drop(fraction: float, n_active: int | torch.Tensor) -> int | torch.Tensor:
+    """floor(fraction * n_active): how many live connections an update drops (and regrows) in a layer.
+
+    The one function for both sides of an update (docs/method.md section 4): ``n_active`` a Python int (the host's
+    decisions and records) or a float64 tensor of per-layer live counts (the device's ranking). Either way it is
+    one IEEE-754 double product and a floor (a count below 2**53 is exact as a double), so both agree exactly.
+    """
+    if isinstance(n_active, torch.Tensor):
+        if n_active.dtype != torch.float64:  # a float32 product would round differently from the host's
+            raise TypeError(f"per-layer live counts must be float64 to match the host's count, got {n_active.dtype}")
+        return torch.floor(n_active * fraction)
+    return math.floor(fraction * n_active)
 
 
 def _fraction(name: str, value) -> float:
@@ -169,7 +185,7 @@ class UpdateSchedule:
 
     def drop_count(self, t: int, n_active: int) -> int:
         """floor(f(t) * n_active): the number of connections to drop (and regrow) in one layer."""
-        return math.floor(self.drop_fraction(t) * n_active)
+        return count_to_drop(self.drop_fraction(t), n_active)
 
     def state_dict(self) -> dict:
         """The cosine decay as ``{"delta_t", "alpha", "t_end"}`` (as earlier checkpoints); another function by
