@@ -3,8 +3,9 @@
 Why: drop and grow decided layer by layer cost about 45 small kernels per layer, ~20 ms per update for ResNet-20
 on an H100, all of it Python and launch overhead (docs/method.md section 5 asks for updates every 100 steps).
 Concatenated, the per-layer top-k becomes one *segmented* ranking: sort every score once, then stably by layer,
-and an entry's position inside its layer's block is its rank. Per-layer and per-neuron sums are one
-``index_add_`` each.
+and an entry's position inside its layer's block is its rank. Per-layer and per-neuron sums are differences of
+one prefix sum (``segment_sums.py``: no atomics; ``index_add_`` into a few bins cost 57 ms per ResNet-18 update on
+an H200), or one ``index_add_`` where a layer's neurons are not contiguous runs.
 
 Each tensor is read in its weight's memory order (``channels_last`` conv weights too), so reading and writing
 are views and copies of contiguous blocks, never a strided gather per layer. Rows (output neurons) of a Linear
@@ -15,6 +16,8 @@ convolution's neurons are its weight's dim 1 (``layers.neuron_rows``): their ent
 from __future__ import annotations
 
 import torch
+
+from .segment_sums import run_bounds, run_sums
 
 
 def memory_order(t: torch.Tensor) -> tuple[int, ...]:
@@ -66,6 +69,14 @@ class FlatLayout:
         self.fan_in = torch.tensor(self.fan_ins, device=dev, dtype=torch.float64)[self.layer_of_row]
         self.rows_per_layer = torch.tensor(self.rows, dtype=torch.float64, device=dev)  # made once: a host-to-
         # device copy waits for the GPU, so the per-update code never makes one
+        # run bounds for the prefix-sum reductions, from host sizes (no device read): layers are runs of entries,
+        # neurons are runs of entries unless a layer keeps its neurons along another dim, and of rows
+        self._layer_runs = run_bounds(sizes)
+        self._row_layer_runs = run_bounds(torch.tensor(self.rows, device=dev))
+        self._row_runs = None
+        if all(nr is None for nr in neurons):
+            row_sizes = torch.repeat_interleave(torch.tensor(self.fan_ins), torch.tensor(self.rows))
+            self._row_runs = run_bounds(row_sizes.to(dev))
 
     def matches(self, weights: list[torch.Tensor]) -> bool:
         return (len(weights) == self.n_layers and weights[0].device == self.device
@@ -96,18 +107,18 @@ class FlatLayout:
     # ----- segmented reductions and ranking ----------------------------------------------------------------
     def layer_sum(self, values: torch.Tensor) -> torch.Tensor:
         """Per-layer sums (float64: exact for counts)."""
-        return torch.zeros(self.n_layers, dtype=torch.float64, device=self.device).index_add_(
-            0, self.layer_of, values.to(torch.float64))
+        return run_sums(values, self._layer_runs)
 
     def row_sum(self, values: torch.Tensor) -> torch.Tensor:
         """Per-neuron sums (float64)."""
+        if self._row_runs is not None:
+            return run_sums(values, self._row_runs)
         return torch.zeros(self.n_rows, dtype=torch.float64, device=self.device).index_add_(
             0, self.row_of, values.to(torch.float64))
 
     def rows_to_layers(self, values: torch.Tensor) -> torch.Tensor:
         """Per-layer sums of a per-neuron vector."""
-        return torch.zeros(self.n_layers, dtype=torch.float64, device=self.device).index_add_(
-            0, self.layer_of_row, values.to(torch.float64))
+        return run_sums(values, self._row_layer_runs)
 
     def top_per_layer(self, score: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
         """Boolean flat mask of the ``count[l]`` highest scores of every layer l (``count`` on the device).

@@ -77,6 +77,9 @@ def forward_functions(model, cfg: TrainConfig, switches: dict, dist, device: tor
         net = distributed.wrap(model, dist, device, sync_bn=False, grad_dtype=cfg.ddp_grad_dtype)
     forward_model = net
     if switches["compile"]:
+        from .compile_cache import enable_persistent_cache
+
+        enable_persistent_cache()  # a later process on this machine reuses the compiled and autotuned kernels
         mode = "max-autotune-no-cudagraphs" if switches["cuda_graphs"] else None
         forward_model = torch.compile(net, mode=mode)
         if dist is None:
