@@ -141,6 +141,16 @@ def test_loading_a_sparse_state_dict_zeroes_state_outside_the_new_masks_and_refr
         assert torch.allclose(module.weight_grad_scale, mask.float() * factor.view(-1, *[1] * (mask.dim() - 1)))
 
 
+def test_state_policy_is_settable_checked_and_saved():
+    masks = sparsify(small_mlp(), 0.5)
+    masks.state_policy = "warm"
+    assert masks.state_dict()["state_policy"] == "warm" and masks.optimizer_states.policy == "warm"
+    with pytest.raises(ValueError, match="state_policy must be one of"):
+        masks.state_policy = "hot"
+    with pytest.raises(ValueError, match="state_policy must be one of"):
+        sparsify(small_mlp(), 0.5, state_policy="hot")
+
+
 def test_masks_state_dict_round_trip_and_mismatch_errors():
     model = small_mlp()
     masks = sparsify(model, 0.6, seed=3)

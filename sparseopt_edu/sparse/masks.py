@@ -25,7 +25,7 @@ from .layers import (
     neuron_rows,
     weight_numel,
 )
-from .optimizer_state import OptimizerStates, attach, check_elementwise
+from .optimizer_state import OptimizerStates, attach, check_elementwise, check_state_policy
 
 # maskable_layers and check_elementwise live in layers.py and optimizer_state.py; callers outside this package
 # (viz, optim, dst.core) still import them from here, as they import sparsify (see __getattr__ at the end).
@@ -188,6 +188,10 @@ class SparseMasks:
         """Where a grown entry's optimizer state starts: "zero" or "warm" (see :class:`OptimizerStates`)."""
         return self.optimizer_states.policy
 
+    @state_policy.setter
+    def state_policy(self, policy: str) -> None:
+        self.optimizer_states.policy = check_state_policy(policy)
+
     def register_optimizer(self, optimizer) -> None:
         """Remember an optimizer whose per-element state must be zeroed when masks change."""
         self.optimizer_states.register(optimizer)
@@ -329,7 +333,7 @@ class SparseMasks:
         for name, mask in masks.items():
             check_mask(name, mask, tuple(self[name].shape))
             new[name] = mask.to(device=self[name].device)
-        self.optimizer_states.policy = state.get("state_policy", self.state_policy)
+        self.state_policy = state.get("state_policy", self.state_policy)
         self.apply_masks(new)
 
     def remove(self) -> nn.Module:

@@ -24,6 +24,12 @@ ELEMENTWISE_OPTIMIZERS = tuple(
 STATE_POLICIES = ("zero", "warm")
 
 
+def check_state_policy(policy: str) -> str:
+    if policy not in STATE_POLICIES:
+        raise ValueError(f"state_policy must be one of {STATE_POLICIES}, got {policy!r}")
+    return policy
+
+
 def check_elementwise(optimizer, assume_elementwise: bool = False) -> None:
     """Refuse optimizers that would move inactive weights (see module docstring)."""
     inner = getattr(optimizer, "optimizer", optimizer)  # unwrap SparseOpt
@@ -59,9 +65,7 @@ class OptimizerStates:
     """
 
     def __init__(self, policy: str = "zero"):
-        if policy not in STATE_POLICIES:
-            raise ValueError(f"state_policy must be one of {STATE_POLICIES}, got {policy!r}")
-        self.policy = policy
+        self.policy = check_state_policy(policy)
         self._refs: list[weakref.ref] = []
 
     def register(self, optimizer) -> None:
