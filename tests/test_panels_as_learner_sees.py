@@ -1,4 +1,4 @@
-"""What a learner sees on the panels, checked without a browser (issue 16: items 1 and 6).
+"""What a learner sees on the panels, checked without a browser (issue 16: items 1, 2, 6, 8, 12).
 
 The legend check replays every message a FigureWidget sends to the browser on a copy of the figure's initial
 state, with plotly.js's rules, so it sees the names the browser draws (not the ones Python holds).
@@ -145,6 +145,20 @@ def test_neuron_step_panel_legend_names_every_trace(mirror):
     panel = NeuronStepPanel(NeuronStepState(steps=3, hidden=32, dataset="digits"))
     panel.show_step(2)
     assert not unnamed_in_legend(panel.figure, mirror.traces(panel.figure))
+
+
+# ----- item 2: a front end that joins late (Voila) draws the measured figure -----------------------------------
+def test_skew_panel_widget_state_holds_the_measured_figure():
+    """Voila drops the update messages sent while it executes the notebook and draws each FigureWidget's synced
+    state (``_widget_data``/``_widget_layout``, set when the widget is built): that state must be the measured
+    figure, not the empty build with its "computing…" title (the dashboard showed only the theory curve)."""
+    panel = SkewPanel(SkewState(seeds=1, n_samples=128, hidden=32, neurons=32), mode="thread")
+    data, layout = panel.figure._widget_data, panel.figure._widget_layout
+    by_name = {t.get("name"): t for t in data}
+    for name in ("measured, BatchNorm", "measured, no norm", "slider's sparsity", "raw |grad|",
+                 "SparseOpt-corrected"):
+        assert len(by_name[name]["x"]) and len(by_name[name]["y"]), f"{name!r} empty in the synced state"
+    assert layout["title"]["text"] == panel.title_text() and "computing" not in layout["title"]["text"]
 
 
 # ----- item 12: every figure fits the notebook column ----------------------------------------------------

@@ -21,6 +21,7 @@ from ..train.config import TrainConfig
 from ..viz import column_layout
 from .base import TrainingPanel, make_trainer
 from .controller import Throttle
+from .figure import LiveFigure
 
 METHOD_LABELS = {"static": "static", "set": "SET", "rigl": "RigL", "srigl": "SRigL"}
 SLOPE_TITLE = "skew slope after each update"
@@ -115,7 +116,7 @@ class DSTPanel(TrainingPanel):
             self.legend(), self.figure, self.status,
         ])
 
-    def _build_figure(self) -> go.FigureWidget:
+    def _build_figure(self) -> LiveFigure:
         fig = make_subplots(rows=2, cols=2, vertical_spacing=0.24, horizontal_spacing=0.12, subplot_titles=(
             "fan-in histogram, first sparse layer", "fan-in heterogeneity (CV) per update",
             "ITOP rate (union of masks seen)", SLOPE_TITLE))
@@ -133,7 +134,7 @@ class DSTPanel(TrainingPanel):
         fig.update_xaxes(title_text="live weights per neuron", row=1, col=1)
         for r, c in ((1, 2), (2, 1), (2, 2)):
             fig.update_xaxes(title_text="step", row=r, col=c)
-        return go.FigureWidget(fig)
+        return LiveFigure(fig)
 
     def title_text(self) -> str:
         st = self.state

@@ -22,6 +22,7 @@ from .. import diagnostics
 from ..data import load_dataset
 from ..fast import pick
 from ..viz import column_layout
+from .figure import LiveFigure
 
 _RUN = inspect.signature(diagnostics.neuron_step_run).parameters  # its defaults: the setting measured in §4b
 
@@ -87,7 +88,7 @@ class NeuronStepPanel:
         fig.update_yaxes(title_text="|Δw_i| / |w_i|", type="log", row=1, col=3)
         fig.update_layout(title=dict(text=self._title(1)),
                           **column_layout(height=400, top=70, bottom=100))
-        self.figure = go.FigureWidget(fig)
+        self.figure = LiveFigure(fig)
         self.controls = {"step": W.IntSlider(value=1, min=1, max=self.state.steps, description="step t",
                                              continuous_update=False)}
         self.controls["step"].observe(lambda ch: self.show_step(ch["new"]), names="value")

@@ -20,6 +20,7 @@ from ..fast import is_fast, pick
 from ..train.config import TrainConfig
 from ..viz import column_layout
 from .base import TrainingPanel, make_trainer, rename_traces
+from .figure import LiveFigure
 
 ARMS = (False, True)  # sparseopt off (baseline), on
 COLORS = {False: "#1f77b4", True: "#d62728"}
@@ -139,7 +140,7 @@ class RacePanel(TrainingPanel):
         ])
 
     # ----- figure ----------------------------------------------------------------------------------------
-    def _build_figure(self) -> go.FigureWidget:
+    def _build_figure(self) -> LiveFigure:
         fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                             subplot_titles=("training loss (band: min..max over seeds)", "test accuracy"))
         for col in (1, 2):
@@ -157,7 +158,7 @@ class RacePanel(TrainingPanel):
         fig.update_yaxes(title_text="accuracy", row=1, col=2)
         fig.update_layout(title=dict(text="race: idle"),
                           **column_layout(height=440, top=110, bottom=100))
-        return go.FigureWidget(fig)
+        return LiveFigure(fig)
 
     @staticmethod
     def _index(col: int, on: bool, part: int) -> int:

@@ -23,6 +23,7 @@ from ..fast import pick
 from ..viz import column_layout
 from .base import Panel, rename_traces
 from .controller import Requests
+from .figure import LiveFigure
 
 NORM_LABELS = {"bn": "BatchNorm", "ln": "LayerNorm", "gn": "GroupNorm", "none": "no norm"}
 
@@ -119,14 +120,18 @@ class SkewPanel(Panel):
                                            value=st.norm, description="norm", style={"button_width": "110px"}))
         self._bind("seeds", W.BoundedIntText(value=st.seeds, min=1, max=10, description="seeds",
                                              layout=W.Layout(width="160px")))
-        self.figure = self._build_figure()
-        self._redraw()  # the figure is complete before it is ever displayed (Voila keeps only that)
+        # Drawn before it becomes a widget: a FigureWidget's synced state is the figure it was built from, and
+        # later edits travel as update messages, which Voila drops while it executes the notebook (ENV.md). Drawn
+        # into the widget instead, the dashboard showed the empty build ("computing…", only the theory curve).
+        drawn = self._build_figure()
+        self._draw(drawn)
+        self.figure = LiveFigure(drawn)
         controls = W.VBox([W.HBox([self.controls["sparsity"], self.controls["seeds"]]), self.controls["norm"],
                            self.legend()])
         self.widget = W.VBox([controls, self.figure, self.status])
 
     # ----- figure ----------------------------------------------------------------------------------------
-    def _build_figure(self) -> go.FigureWidget:
+    def _build_figure(self) -> go.Figure:
         fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=(
             "gradient ratio, sparse / dense layer (Fig. 3)", "per-neuron |grad| vs neuron density"))
         s_theory = np.linspace(0.0, 0.97, 60)
@@ -148,7 +153,7 @@ class SkewPanel(Panel):
         fig.update_yaxes(title_text="mean |grad| per live weight", type="log", row=1, col=2)
         fig.update_layout(title=dict(text="computing…"),
                           **column_layout(height=460, top=90, bottom=120))
-        return go.FigureWidget(fig)
+        return fig
 
     def title_text(self) -> str:
         st = self.state
@@ -158,6 +163,11 @@ class SkewPanel(Panel):
                 f"{NORM_LABELS[st.norm]} · slope {sc['slope_raw']:+.2f} raw, {sc['slope_corrected']:+.2f} corrected")
 
     def _redraw(self) -> None:
+        self._draw(self.figure)
+
+    def _draw(self, figure: go.Figure) -> None:
+        """The current state's curves, scatter and title into ``figure`` (the widget, or the figure it is built
+        from), and the status line."""
         st = self.state
         self.model.state = st
         grid = sorted(set(sparsity_grid()) | {round(st.sparsity, 4)})
@@ -173,8 +183,8 @@ class SkewPanel(Panel):
             c = np.exp(np.mean(np.log(v)) - slope * np.mean(np.log(d)))
             return c * xs ** slope
 
-        with self.figure.batch_update():
-            f = self.figure.data
+        with figure.batch_update():
+            f = figure.data
             f[1].x, f[1].y = grid, [m["ratio"] for m in measured]
             f[2].x, f[2].y = (grid, [m["ratio"] for m in plain]) if plain else ([], [])
             f[3].x, f[3].y = [st.sparsity], [point["ratio"]]
@@ -182,10 +192,10 @@ class SkewPanel(Panel):
             f[5].x, f[5].y = xs, fit(sc["raw"], sc["slope_raw"])
             f[6].x, f[6].y = d, sc["corrected"].numpy()
             f[7].x, f[7].y = xs, fit(sc["corrected"], sc["slope_corrected"])
-            self.figure.layout.title.text = self.title_text()
-        rename_traces(self.figure, {1: f"measured, {NORM_LABELS[st.norm]}",
-                                    5: f"raw fit, slope {sc['slope_raw']:+.2f}",
-                                    7: f"corrected fit, slope {sc['slope_corrected']:+.2f}"})
+            figure.layout.title.text = self.title_text()
+        rename_traces(figure, {1: f"measured, {NORM_LABELS[st.norm]}",
+                               5: f"raw fit, slope {sc['slope_raw']:+.2f}",
+                               7: f"corrected fit, slope {sc['slope_corrected']:+.2f}"})
         self.set_status(f"sparsity {st.sparsity:.2f} · norm {st.norm} · seeds {st.seeds} (from seed {st.seed}) · "
                         f"ratio {point['ratio']:.2f} ± {point['std']:.2f}, theory {point['theory']:.2f} · "
                         f"{self.mode_text()}")

@@ -13,8 +13,10 @@ import pytest
 from .conftest import (
     REPO_ROOT,
     SEL_PLOTLY_DRAWN,
+    SEL_SLIDER_HANDLE,
     SEL_WIDGET,
     _require_browser_stack,
+    drag_slider,
     free_port,
     hermetic_env,
     jupyter_script,
@@ -97,3 +99,62 @@ def test_dashboard_notebook(page, voila_server, nb_relpath):
     # for a kernel-written change, as test_voila_smoke does.
     screenshot(page, f"voila_{nb_path.stem}")
     print(f"\n[browser] voila {nb_path.name}: {time.perf_counter() - t0:.1f} s")
+
+
+# Every drawn plotly figure as the browser holds it: its title and, per trace, name and number of points.
+_FIGURES_JS = """
+() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => ({
+  title: ((gd.layout || {}).title || {}).text || '',
+  traces: (gd.data || []).map(t => ({name: t.name || '', x: (t.x || []).length, y: (t.y || []).length})),
+}))
+"""
+
+
+def figures(page) -> list[dict]:
+    return page.evaluate(_FIGURES_JS)
+
+
+def wait_measured(page, trace_prefix: str, timeout_s: float = 60.0) -> dict:
+    """Wait until a figure has a trace named ``trace_prefix...`` with points and a title that is not
+    "computing…"; return that figure (what the learner sees: measured data, not only the theory curve)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for fig in figures(page):
+            hit = [t for t in fig["traces"] if t["name"].startswith(trace_prefix) and t["x"] and t["y"]]
+            if hit and "computing" not in fig["title"] and fig["title"].strip():
+                return fig
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no figure with measured points in a trace {trace_prefix!r} and a final title "
+                                 f"after {timeout_s:.0f} s; the browser holds: {figures(page)}")
+        page.wait_for_timeout(500)
+
+
+def test_voila_skew_shows_measured_data(page, voila_server):
+    """Notebook 02's dashboard: the measured curves and the scatter are drawn at load (not only the dashed
+    theory), the title is the measured readout, and a slider move redraws it (issue 16 item 2)."""
+    server = voila_server(REPO_ROOT / DASHBOARDS[0])
+    open_dashboard(page, server)
+    page.locator(SEL_PLOTLY_DRAWN).first.wait_for(state="attached", timeout=60_000)
+    assert not voila_errors(page), voila_errors(page)
+    fig = wait_measured(page, "measured, BatchNorm", timeout_s=30)
+    names = {t["name"]: t for t in fig["traces"]}
+    for name in ("measured, no norm", "raw |grad|", "SparseOpt-corrected"):
+        assert names[name]["x"] and names[name]["y"], f"{name!r} has no points at load: {fig}"
+    assert fig["title"].startswith("ratio at s=0.90"), fig["title"]
+    plot = page.locator(".js-plotly-plot").first
+    plot.scroll_into_view_if_needed()  # Voila scrolls inside its page: a full-page shot misses the figure
+    screenshot(page, "voila_02_skew_after_load")
+
+    drag_slider(page, page.locator(SEL_SLIDER_HANDLE).first, -60)  # to a lower sparsity
+    deadline = time.monotonic() + 120
+    while True:
+        fig = wait_measured(page, "measured, BatchNorm", timeout_s=120)
+        if not fig["title"].startswith("ratio at s=0.90"):
+            break
+        assert time.monotonic() < deadline, (f"the slider move did not redraw the figure: {fig}\nstatus: "
+                                             f"{page.locator('code').all_inner_texts()}\n{server.log_tail()}")
+        page.wait_for_timeout(500)
+    cross = next(t for t in fig["traces"] if t["name"] == "slider's sparsity")
+    assert cross["x"] == 1, fig
+    plot.scroll_into_view_if_needed()
+    screenshot(page, "voila_02_skew_after_slider")
