@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .models import NORMS, mlp  # noqa: F401 (NORMS: diagnostics.NORMS, the norms the skew panel offers)
-from .sparse.masks import SparseMasks, sparsify
+from .sparse import SparseMasks, sparsify
 
 
 def fit_loglog_slope(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -29,8 +29,8 @@ import torch
 from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 
+from .sparse import SparseMasks, check_elementwise
 from .sparse.distributions import as_number
-from .sparse.masks import SparseMasks, check_elementwise
 
 SCOPES = ("gradient", "update")
 

@@ -18,8 +18,8 @@ from torch import nn
 
 from .bands import band_over_seeds
 from .paper import TABLE2, TABLE2_SPARSITIES
+from .sparse import SparseMasks, maskable_layers
 from .sparse.distributions import DISTRIBUTIONS, layer_counts
-from .sparse.masks import SparseMasks, maskable_layers
 
 COLORS = {"uniform": "#636efa", "er": "#00cc96", "erk": "#ef553b",
           "baseline": "#7f7f7f", "sparseopt": "#d62728", "paper": "#1f77b4", "ours": "#ff7f0e"}

@@ -25,8 +25,8 @@ import weakref
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from ..sparse import SparseMasks, check_elementwise
 from ..sparse.flat import FlatLayout
-from ..sparse.masks import SparseMasks, check_elementwise
 from .schedule import UpdateSchedule, count_to_drop
 
 TINY = 1e-30  # tie-break noise: orders exact ties (e.g. weights regrown at 0) without reordering real values
@@ -77,8 +77,8 @@ def _snapshot_before_masking(dst: DynamicSparsity, optimizer):
 
     def snapshot() -> None:
         d = ref()
-        if d is not None and d.schedule.is_update(d.t + 1):
-            d.take_gradient_snapshot(d.t + 1)
+        if d is not None and d.schedule.is_update(d.t + 1) and d._grads_step != d.t + 1:
+            d.take_gradient_snapshot(d.t + 1)  # (a driver that already gave this step's snapshot is not repeated)
 
     if callable(getattr(optimizer, "register_pre_mask_hook", None)):
         handle = optimizer.register_pre_mask_hook(lambda opt: snapshot())

@@ -19,17 +19,14 @@ from torch import nn
 from .flat import FlatLayout
 from .layers import (
     is_transposed,
-    maskable_layers,
     neuron_count,
     neuron_ids,
     neuron_rows,
     weight_numel,
 )
-from .optimizer_state import OptimizerStates, attach, check_elementwise, check_state_policy
+from .optimizer_state import OptimizerStates, attach, check_state_policy
 
-# maskable_layers and check_elementwise live in layers.py and optimizer_state.py; callers outside this package
-# (viz, optim, dst.core) still import them from here, as they import sparsify (see __getattr__ at the end).
-__all__ = ["SparseMasks", "check_mask", "check_elementwise", "maskable_layers"]
+__all__ = ["SparseMasks", "check_mask", "flat_layout"]
 
 
 def check_mask(name: str, mask, shape: tuple) -> None:
@@ -372,10 +369,3 @@ def flat_layout(modules: Iterable[nn.Module]) -> FlatLayout:
     neurons = [None if not is_transposed(m) else (neuron_count(m), neuron_ids(m)) for m in modules]
     return FlatLayout([m.weight for m in modules], neurons)
 
-
-def __getattr__(name: str):
-    """``sparsify`` moved to build.py (which imports this module); ``from .masks import sparsify`` still works."""
-    if name == "sparsify":
-        from .build import sparsify
-        return sparsify
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

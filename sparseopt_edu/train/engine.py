@@ -101,7 +101,7 @@ class Trainer:
         self.sums, self.counts = StepSums(self.device), LoopCounts()
         self.train_step = make_train_step(
             self.loss_fn, self.optimizer, self.sums,
-            gradient_copy=self._gradient_copy if self.masks is not None else None,
+            gradient_copy=self._gradient_copy if self.dst is not None else None,
             clip_params=list(self.model.parameters()) if self.masks is None else None,
             max_grad_norm=cfg.max_grad_norm if self.masks is None else None)
         self._graph = None
@@ -216,12 +216,11 @@ class Trainer:
     def _updates_ahead(self) -> bool:
         return self.dst is not None and self.dst.t + 1 < self.dst.schedule.t_end
 
-    @torch.no_grad()
     def _gradient_copy(self) -> torch.Tensor:
-        """The raw dense gradient of every masked layer, in the masks' flat layout (a layer without one: 0)."""
-        mods = self.masks.modules.values()
-        return self.masks.layout().gather([m.weight.grad if m.weight.grad is not None else torch.zeros_like(m.weight)
-                                           for m in mods])
+        """Inside the step, after backward: the DST's snapshot of the raw dense gradient of every masked layer, in
+        the masks' flat layout (its own pre-mask hook then sees it taken and does not copy again)."""
+        self.dst.take_gradient_snapshot(self.dst.t + 1)
+        return self.dst.gradient_snapshot
 
     # ----- start and end of a run -------------------------------------------------------------------------
     def _begin(self):
