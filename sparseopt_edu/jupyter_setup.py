@@ -2,7 +2,9 @@
 
 Why: the Stop button of a live training panel only works while a cell is running if widget messages
 reach the kernel on a subshell (JupyterLab >= 4.4 with ipykernel >= 7, setting ``commsOverSubshells``).
-We pin that setting to ``perCommTarget`` instead of relying on the default, and silence the news toast.
+We pin that setting to ``perCommTarget`` instead of relying on the default, and silence the news toast. (The
+kernel side needs one more step, which the panels take for their own controls: ipykernel 7.4 sends a comm's
+messages back to the main shell; see ``widgets.base.route_to_frontend_subshell``.)
 """
 from __future__ import annotations
 

@@ -135,6 +135,27 @@ def test_training_panel_status_says_what_the_buttons_do(mode):
     assert "restarts the run" in panel.legend().value
 
 
+def test_training_panels_route_their_controls_to_the_frontends_subshell(monkeypatch):
+    """Issue 16 item 3: ipykernel 7.4 sends a comm's incoming messages to the shell that last published on it (the
+    busy main shell, for a widget a cell made), so a Stop click waited for the training cell. A training panel's
+    buttons and controls go to the subshell the front end chose; a panel without a run keeps ipykernel's rule."""
+    import comm
+    from ipykernel.comm.comm import BaseComm
+
+    if not hasattr(BaseComm, "_reply_subshell_for"):
+        pytest.skip("this ipykernel has no comm re-route (older than 7.4): nothing to undo")
+    monkeypatch.setattr(comm, "create_comm", lambda **kw: BaseComm(**kw))  # the kernel's comms, no kernel needed
+    race = RacePanel(tiny_race(), mode="blocking")
+    skew = SkewPanel(tiny_skew())
+    click = {"method": "custom", "content": {"event": "click"}}
+    for widget in [*race.buttons.values(), *race.controls.values()]:
+        widget.comm._reply_subshell_id = None  # what ipykernel records when a cell (the main shell) publishes
+        assert widget.comm._reply_subshell_for(click, "subshell-1") == "subshell-1", widget
+    plain = skew.controls["norm"].comm
+    plain._reply_subshell_id = None
+    assert plain._reply_subshell_for(click, "subshell-1") is None  # ipykernel's own rule: the main shell
+
+
 # ----- RacePanel ------------------------------------------------------------------------------------------------
 def test_race_blocking_run_draws_both_arms():
     panel = RacePanel(tiny_race(), mode="blocking")
@@ -186,7 +207,7 @@ def test_panel_states_take_the_library_defaults():
     from sparseopt_edu.train import TrainConfig
     from sparseopt_edu.widgets.dst import DSTState
 
-    own = {RaceState: {"seeds", "epochs", "delta_t", "log_every"},
+    own = {RaceState: {"seeds", "epochs", "delta_t", "log_every", "min_race_s"},
            DSTState: {"sparseopt", "delta_t", "dataset", "log_every"}}
     for cls, panel_choices in own.items():
         for f in dataclasses.fields(cls):

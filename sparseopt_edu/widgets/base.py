@@ -45,6 +45,29 @@ def rename_traces(fig, names: dict[int, str]) -> None:
                 fig.data[i].name = n
 
 
+def route_to_frontend_subshell(widget) -> bool:
+    """Let the kernel run this widget's callbacks on the subshell the front end sends its messages to.
+
+    Why: JupyterLab (``commsOverSubshells=perCommTarget``, which the project ships) sends every widget message on
+    a kernel subshell, so a Stop click could run while the main shell trains in a cell. But ipykernel 7.4
+    re-routes a comm's incoming messages to the shell that last *published* on that comm
+    (``Comm._reply_subshell_for``, meant for a front-end reply to a request the kernel sent from a subshell). For a
+    widget made in a cell that is the main shell, busy with the very run the click must stop: the click waited
+    for the cell to end (measured, tests/browser/test_interactions.py). Our controls send no such requests, so
+    their messages may go where the front end sent them. Without that hook (ipykernel < 7.4, no kernel, a
+    front end without subshells) nothing changes. Returns whether the route was set.
+    """
+    comm = getattr(widget, "comm", None)
+    if comm is None or not callable(getattr(comm, "_reply_subshell_for", None)):
+        return False
+    comm._reply_subshell_for = _subshell_the_frontend_chose
+    return True
+
+
+def _subshell_the_frontend_chose(data, frontend_subshell):
+    return frontend_subshell
+
+
 def make_trainer(cfg: dict, callbacks: list, control=None):
     """The library's :class:`~sparseopt_edu.train.Trainer` for a panel's config dict (TrainConfig field names; the
     panel state's UI-only keys are dropped), with the panel's callbacks and its run's control handle."""
@@ -102,6 +125,8 @@ class Panel:
         if name in self.STRUCTURAL and hasattr(widget, "continuous_update"):
             widget.continuous_update = False  # a restart per drag position would be useless
         widget.observe(lambda change, _n=name: self._on_change(_n, change["new"]), names="value")
+        if self.TRAINS:  # a control of a run must reach it while the run's cell is busy
+            route_to_frontend_subshell(widget)
         self.controls[name] = widget
         return widget
 
@@ -226,14 +251,17 @@ class TrainingPanel(Panel):
             "stop": W.Button(description="Stop", button_style="danger", icon="stop"),
             "reset": W.Button(description="Reset", button_style="", icon="refresh"),
         }
+        for button in self.buttons.values():  # Stop must reach a run that trains in a busy cell (run())
+            route_to_frontend_subshell(button)
         self.run_control = None  # the RunControl of the run in progress (None between runs)
         self.buttons["start"].on_click(lambda _b: (self.controller.request_start(), self._stop_run(), self._kick()))
         self.buttons["stop"].on_click(lambda _b: (self.controller.request_stop(), self._stop_run()))
         self.buttons["reset"].on_click(lambda _b: (self.controller.request_reset(), self._stop_run(), self._kick()))
 
     def run(self, wait: bool = True) -> None:
-        """Start a run. Mode "blocking": train here until done or stopped (the cell is busy, the buttons work
-        through the kernel subshell). Mode "thread": start the worker and return (``wait()`` joins it)."""
+        """Start a run. Mode "blocking": train here until done or stopped (the cell is busy; in JupyterLab the
+        buttons and controls reach the run on a kernel subshell, see ``route_to_frontend_subshell``). Mode
+        "thread": start the worker and return (``wait()`` joins it)."""
         self.controller.request_start()
         if self.mode == "thread":
             self._kick()

@@ -15,10 +15,12 @@ A Start click while no loop is serving always starts a worker thread: a callback
 block the very subshell that must deliver the Stop click.
 
 Measured in our hermetic JupyterLab 4.6.6 + ipykernel 7.4.0 (tests/browser/test_interactions.py,
-``test_comm_reaches_busy_kernel``): although the kernel advertises "kernel subshells" and the setting is
-perCommTarget, the front end created no subshell and a click made while a cell was busy ran on the main thread
-only after the cell ended. So a Stop during a *blocking* ``run()`` takes effect only where subshells really
-deliver comms; Start/Stop/Reset during a run started from the Start button (worker thread) always work.
+``test_comm_reaches_busy_kernel``): the front end does create a subshell for the widget comms and sends every
+click on it, but ipykernel 7.4 re-routes a comm's incoming messages to the shell that last published on that comm
+(the main shell, for a widget made in a cell), so a plain widget's click made while a cell is busy runs on the
+main thread only after the cell ends. The training panels undo that re-route for their own controls
+(``base.route_to_frontend_subshell``): their clicks run on the subshell thread while ``run()`` trains in the
+cell, so Stop ends a blocking run, Run All's included, within a step.
 """
 from __future__ import annotations
 
