@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 
 pytest.importorskip("ipywidgets")
@@ -62,6 +63,45 @@ def test_dst_panel_rigl_keeps_its_slope():
     panel.run()
     assert any(u["slope_raw"] is not None for u in panel.updates)
     assert "raw" in panel.figure.layout.title.text and "none to fit" not in panel.figure.layout.annotations[3].text
+
+
+# ----- item 8: the fan-in CV the panel plots is the CV of the histogram it shows ---------------------------------
+def cv_of_bars(x, y) -> float:
+    """CV (sample std / mean) of the fan-ins a bar chart shows: ``y[i]`` neurons with ``x[i]`` live weights."""
+    fan_ins = np.repeat(np.asarray(x, dtype=float), np.asarray(y, dtype=int))
+    return float(fan_ins.std(ddof=1) / fan_ins.mean())
+
+
+@pytest.mark.parametrize("method", ["rigl", "set"])
+def test_dst_panel_cv_is_the_cv_of_the_histogram_it_shows(monkeypatch, method):
+    """At every redraw the CV curve's first point is the gray (start) histogram's CV and its last point the red
+    (now) histogram's, computed here from the bars; both plots name the same layer; and the trainer's own
+    layer-mean CV agrees (one sparse layer: the old panel averaged in the dense head, CV 0, and halved it)."""
+    import sparseopt_edu.widgets.dst as dst
+
+    events = []
+    make = dst.make_trainer
+    monkeypatch.setattr(dst, "make_trainer", lambda cfg, callbacks, control=None: make(
+        cfg, callbacks + [lambda ev: ev.kind == "topology" and events.append(ev.data["fan_in_cv"])], control))
+    panel = DSTPanel(tiny_dst(method=method), mode="blocking")
+    seen = []
+    flush = panel._flush
+
+    def checked_flush():
+        flush()
+        d = panel.figure.data
+        if len(d[2].y) >= 2:
+            seen.append((d[2].y[0], cv_of_bars(d[0].x, d[0].y), d[2].y[-1], cv_of_bars(d[1].x, d[1].y)))
+
+    panel._flush = checked_flush
+    panel.run()
+    assert panel.error is None and len(panel.updates) >= 2 and seen
+    for start, start_bars, now, now_bars in seen:
+        assert start == pytest.approx(start_bars, rel=1e-9) and now == pytest.approx(now_bars, rel=1e-9)
+    assert [u["fan_in_cv"] for u in panel.updates] == pytest.approx(events, rel=1e-6)
+    titles = [a.text for a in panel.figure.layout.annotations]
+    assert "fc1" in titles[0] and "fc1" in titles[1] and "fc1" in titles[3], titles
+    assert all(len(t) <= 45 for t in titles), titles  # a subplot title does not wrap
 
 
 # ----- item 6: every trace in a legend has a name, as the browser draws it ------------------------------------

@@ -1,11 +1,14 @@
 """DSTPanel (notebook 03): watch SET / RigL / SRigL change the topology while the network trains.
 
 Subscribes to the trainer's "topology" events (docs/TRAINER_API.md: ``itop``, ``changed``, ``slope_raw``,
-``slope_corrected``, ``rotation_deg``, ``fan_in_cv``) and draws, live: the fan-in histogram of the first
-sparse layer (at the start in gray, now in color), the per-neuron fan-in heterogeneity (coefficient of
-variation) per update, the ITOP rate (Liu et al. 2021) and the skew slope (log |grad| on log density) measured
-right after each update. docs/method.md §1: layer-wide top-k drop/grow lets per-neuron fan-ins drift apart, so the
-skew is re-shaped at every update; SRigL keeps fan-in constant.
+``slope_corrected``, ``rotation_deg``) and draws, live: the fan-in histogram of the hidden layer fc1 (at the
+start in gray, now in color), the fan-in heterogeneity of that same histogram (coefficient of variation, std /
+mean of live weights per neuron) per update, the ITOP rate (Liu et al. 2021) and the skew slope (log |grad| on
+log density) of the gradient that triggers each update (the trainer measures it under the mask trained with). Only fc1 is sparse (the head stays dense, as in notebook 03's
+by-hand cell), so all four plots are of one layer: the trainer's layer means (``fan_in_cv``, the slope) would
+otherwise mix in the head, whose dense rows have CV 0 and halved the CV the panel showed. docs/method.md §1:
+layer-wide top-k drop/grow lets per-neuron fan-ins drift apart, so the skew is re-shaped at every update; SRigL
+keeps fan-in constant.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from .controller import Throttle
 from .figure import LiveFigure
 
 METHOD_LABELS = {"static": "static", "set": "SET", "rigl": "RigL", "srigl": "SRigL"}
-SLOPE_TITLE = "skew slope after each update"
+LAYER = "fc1"  # the one sparse layer (config(): the head is dense): every plot is of this layer
+SLOPE_TITLE = f"skew slope of {LAYER} at each update"  # the gradient that triggers it, under the old mask
 # A slope needs neurons at >= 3 different densities (engine._skew_summary gives None otherwise): SRigL's
 # constant fan-in leaves at most two (B // n and B // n + 1 weights), so there is nothing to fit, by design.
 NO_SLOPE = "no slope to fit: equal fan-ins (±1 weight)"
@@ -32,6 +36,19 @@ NO_SLOPE = "no slope to fit: equal fan-ins (±1 weight)"
 
 def _fmt(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
+
+
+def histogram_cv(hist: list[int]) -> float | None:
+    """Coefficient of variation (sample std / mean) of the fan-ins a histogram counts (``hist[k]`` neurons with
+    k live weights): the statistic the CV plot shows, computed from the histogram plot's own numbers."""
+    n = sum(hist)
+    if n < 2:
+        return None
+    mean = sum(k * h for k, h in enumerate(hist)) / n
+    if mean <= 0:
+        return None
+    var = sum(h * (k - mean) ** 2 for k, h in enumerate(hist)) / (n - 1)
+    return var ** 0.5 / mean
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,7 @@ class DSTState:
         """A TrainConfig dict: what the panel sets; every other field (optimizer, momentum, schedule, t_end,
         distribution, grow_from, ...) is TrainConfig's default."""
         return dict(model="mlp",  # the panel's text and histogram are the MLP's hidden layer (the default too)
+                    dense_layers=("head",),  # the panel's: fc1 is the one sparse layer, so every plot is of it
                     dataset=self.dataset, norm=self.norm, hidden=self.hidden,
                     sparsity=self.sparsity, method=self.method, sparseopt=self.sparseopt,
                     lr=self.lr, batch_size=self.batch_size, epochs=self.epochs, delta_t=self.delta_t,
@@ -81,8 +99,8 @@ class DSTPanel(TrainingPanel):
 
     Public API: ``DSTPanel(state=None, mode="auto")``; ``.widget``, ``.figure``, ``.state``
     (a :class:`DSTState`), ``.controls``, ``.buttons``, ``.status``, ``run()``, ``wait()``, ``set(**fields)``;
-    ``.updates`` (one dict per topology event: step, itop, fan_in_cv, slope_raw, slope_corrected, rotation_deg,
-    changed), ``.hist0`` / ``.hist`` (fan-in histograms of the first sparse layer at the start / now).
+    ``.updates`` (one dict per topology event: step, itop, fan_in_cv (of fc1's histogram), slope_raw,
+    slope_corrected, rotation_deg, changed), ``.hist0`` / ``.hist`` (fc1's fan-in histograms at the start / now).
     """
 
     STRUCTURAL = ("method", "sparsity", "norm", "sparseopt", "delta_t")
@@ -118,11 +136,12 @@ class DSTPanel(TrainingPanel):
 
     def _build_figure(self) -> LiveFigure:
         fig = make_subplots(rows=2, cols=2, vertical_spacing=0.24, horizontal_spacing=0.12, subplot_titles=(
-            "fan-in histogram, first sparse layer", "fan-in heterogeneity (CV) per update",
+            f"fan-in histogram of {LAYER} (gray: at start)", f"{LAYER} fan-in CV: std / mean of that histogram",
             "ITOP rate (union of masks seen)", SLOPE_TITLE))
         fig.add_trace(go.Bar(x=[], y=[], name="at start", marker_color="lightgray"), 1, 1)
         fig.add_trace(go.Bar(x=[], y=[], name="now", marker_color="#d62728", opacity=0.7), 1, 1)
-        fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="fan-in CV", line=dict(color="#9467bd")), 1, 2)
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=f"fan-in CV of {LAYER}",
+                                 line=dict(color="#9467bd")), 1, 2)
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="ITOP", line=dict(color="#2ca02c")), 2, 1)
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="slope raw", line=dict(color="#d62728")), 2, 2)
         fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name="slope corrected",
@@ -132,6 +151,8 @@ class DSTPanel(TrainingPanel):
         fig.update_layout(barmode="overlay", title=dict(text="DST: idle"),
                           **column_layout(height=640, top=110, bottom=100))
         fig.update_xaxes(title_text="live weights per neuron", row=1, col=1)
+        fig.update_yaxes(title_text="neurons", row=1, col=1)
+        fig.update_yaxes(title_text="CV", rangemode="tozero", row=1, col=2)
         for r, c in ((1, 2), (2, 1), (2, 2)):
             fig.update_xaxes(title_text="step", row=r, col=c)
         return LiveFigure(fig)
@@ -143,13 +164,14 @@ class DSTPanel(TrainingPanel):
             u = self.updates[-1]
             slope = (NO_SLOPE if u["slope_raw"] is None else f"slope {u['slope_raw']:+.2f} raw")
             head += (f"<br>update {len(self.updates)}: ITOP {_fmt(u['itop'], '.2f')} · "
-                     f"fan-in CV {_fmt(u['fan_in_cv'], '.2f')} · {slope}")
+                     f"fan-in CV of {LAYER} {_fmt(histogram_cv(self.hist0), '.2f')} at start, "
+                     f"{_fmt(u['fan_in_cv'], '.2f')} now · {slope}")
         return head
 
     def _slope_title(self) -> str:
         """The skew-slope subplot's title; says why it stays empty when no update had a slope to fit (SRigL)."""
         if self.updates and all(r["slope_raw"] is None for r in self.updates):
-            return "skew slope: none to fit (equal fan-ins)"  # short: a subplot title does not wrap
+            return f"{LAYER} skew slope: none to fit (equal fan-ins)"  # short: a title does not wrap
         return SLOPE_TITLE
 
     def _flush(self) -> None:
@@ -160,7 +182,8 @@ class DSTPanel(TrainingPanel):
             d = self.figure.data
             d[0].x, d[0].y = list(range(min(top, len(self.hist0)))), self.hist0[:top]
             d[1].x, d[1].y = list(range(min(top, len(self.hist)))), self.hist[:top]
-            d[2].x, d[2].y = steps, [r["fan_in_cv"] for r in u]
+            cv0 = [histogram_cv(self.hist0)] if self.hist0 else []  # the start: the CV before any update
+            d[2].x, d[2].y = [0] * len(cv0) + steps, cv0 + [r["fan_in_cv"] for r in u]
             d[3].x, d[3].y = steps, [r["itop"] for r in u]
             d[4].x, d[4].y = steps, [r["slope_raw"] for r in u]
             d[5].x, d[5].y = steps, [r["slope_corrected"] for r in u]
@@ -179,8 +202,11 @@ class DSTPanel(TrainingPanel):
 
     @staticmethod
     def _first_hist(masks) -> list[int]:
-        first = list(masks.names)[0]
-        return diagnostics.mask_report(masks)["layers"][first]["fan_in_histogram"]
+        """fc1's fan-in histogram (neurons per live-weight count) under ``masks``."""
+        if list(masks.names) != [LAYER]:
+            raise RuntimeError(f"the DST panel draws one sparse layer, {LAYER!r}; this run masks {list(masks.names)}"
+                               f" (DSTState.config() keeps the head dense: was dense_layers changed?)")
+        return diagnostics.mask_report(masks)["layers"][LAYER]["fan_in_histogram"]
 
     def _train(self) -> bool:
         self._clear()
@@ -195,9 +221,9 @@ class DSTPanel(TrainingPanel):
             if ev.kind == "start":
                 self.hist0 = self.hist = self._first_hist(trainer.masks)
             elif ev.kind == "topology":
-                self.updates.append({"step": ev.step, **{k: ev.data.get(k) for k in (
-                    "itop", "fan_in_cv", "slope_raw", "slope_corrected", "rotation_deg", "changed")}})
                 self.hist = self._first_hist(trainer.masks)  # the masks of the run this panel built
+                self.updates.append({"step": ev.step, "fan_in_cv": histogram_cv(self.hist), **{
+                    k: ev.data.get(k) for k in ("itop", "slope_raw", "slope_corrected", "rotation_deg", "changed")}})
             elif ev.kind == "end":
                 reason["end"] = ev.data.get("reason")
             # The four plots change only at a topology update: draw each one when it arrives (at most
