@@ -104,6 +104,47 @@ def test_dst_panel_cv_is_the_cv_of_the_histogram_it_shows(monkeypatch, method):
     assert all(len(t) <= 45 for t in titles), titles  # a subplot title does not wrap
 
 
+# ----- item 11: the full-mode race lasts long enough to steer, fast mode stays fast --------------------------
+def test_race_pace_by_mode(monkeypatch):
+    monkeypatch.delenv("SPARSEOPT_EDU_FAST")
+    assert 20.0 <= RaceState.default().min_race_s <= 40.0  # Stop half-way, drag the lr: a person needs seconds
+    monkeypatch.setenv("SPARSEOPT_EDU_FAST", "1")
+    assert RaceState.default().min_race_s == 0.0  # nbval and the tests: flat out
+    assert RaceState().min_race_s == 0.0  # a state built by hand is not paced unless asked
+
+
+def _tiny_race(**kw) -> RaceState:
+    return RaceState(**{**dict(seeds=1, epochs=1, delta_t=5, hidden=32, log_every=2, method="static"), **kw})
+
+
+def test_paced_race_lasts_its_time_and_changes_no_number():
+    import time
+
+    flat = RacePanel(_tiny_race(), mode="blocking")
+    flat.run()
+    paced = RacePanel(_tiny_race(min_race_s=3.0), mode="blocking")
+    t0 = time.perf_counter()
+    paced.run()
+    took = time.perf_counter() - t0
+    assert 3.0 <= took < 3.0 + 10.0, took
+    assert paced.curves == flat.curves  # the same steps, losses and accuracies: pacing only waits
+
+
+def test_paced_race_stops_at_once():
+    import time
+
+    panel = RacePanel(_tiny_race(min_race_s=30.0), mode="thread")
+    panel.buttons["start"].click()
+    deadline = time.monotonic() + 60
+    while panel.step < 2 and time.monotonic() < deadline:  # running (its trainers built, first rounds done)
+        time.sleep(0.05)
+    t0 = time.perf_counter()
+    panel.buttons["stop"].click()
+    panel.wait(10)
+    assert time.perf_counter() - t0 < 1.0 and not panel.running
+    assert "stopped" in panel.status.value and panel.runs_done[-1][1] == "stopped"
+
+
 # ----- item 6: every trace in a legend has a name, as the browser draws it ------------------------------------
 class BrowserMirror:
     """The trace list each FigureWidget's browser view holds: the initial data plus every restyle/update."""

@@ -1,13 +1,16 @@
 """RacePanel (notebook 04): baseline vs SparseOpt, same everything else, several seeds drawn as bands.
 
 Every race runs both arms: the masked baseline (SparseOpt(enabled=False), i.e. the plain optimizer on masked
-gradients) and SparseOpt + the same optimizer. Runs go sequentially, seed by seed, baseline then SparseOpt,
-through the trainer's events, so both curves grow from the first seconds. Bands are min..max over the seeds
-that have reached a point, the line their mean (``bands.band_over_seeds``). docs/method.md §4b: at this scale the two arms overlap; the panel
-reports the gap against the seed spread and does not claim more.
+gradients) and SparseOpt + the same optimizer. All runs (both arms, every seed) train side by side, one step
+each per round, through the trainers' events, so both curves grow from the first seconds; in full mode the race
+is paced to last about 30 s (``RaceState.min_race_s``), long enough to Stop it or drag the lr mid-run. Bands are
+min..max over the seeds that have reached a point, the line their mean (``bands.band_over_seeds``).
+docs/method.md §4b: at this scale the two arms overlap; the panel reports the gap against the seed spread and
+does not claim more.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 import ipywidgets as W
@@ -63,10 +66,13 @@ class RaceState:
     delta_t: int = 20  # the panel's: many updates in a short run (TrainConfig: 100); notebook 04 measures it
     distribution: str = TrainConfig.distribution
     log_every: int = 5  # the panel's: a denser live loss curve (TrainConfig: 10)
+    # The panel's: the race lasts at least this long (0: flat out). The full-mode race trains in 1-2 s on an
+    # idle CPU, too fast to Stop half-way or drag the lr mid-run; pacing waits between rounds, changes no number.
+    min_race_s: float = 0.0  # default(): 30 s in full mode, 0 in fast mode
 
     @classmethod
     def default(cls, **kw) -> RaceState:
-        base = dict(seeds=pick(3, 2), epochs=pick(10, 4), delta_t=pick(20, 10))
+        base = dict(seeds=pick(3, 2), epochs=pick(10, 4), delta_t=pick(20, 10), min_race_s=pick(30.0, 0.0))
         base.update(kw)
         return cls(**base)
 
@@ -92,6 +98,29 @@ class RaceState:
                     eval_every_epochs=1,  # the test-accuracy curve has a point every epoch (the default too)
                 ))
         return out
+
+
+class Pace:
+    """Stretch a race of ``rounds`` rounds to at least ``seconds``: round k ends no earlier than k/rounds of it
+    after the first. Waits in short naps that end early on a stop, so Stop still acts within a round."""
+
+    NAP_S = 0.05
+
+    def __init__(self, seconds: float, rounds: int):
+        self.seconds, self.rounds = max(float(seconds), 0.0), max(int(rounds), 1)
+        self.done = 0
+        self.t0 = time.perf_counter()
+
+    def note(self) -> str:
+        return f", paced to last at least {self.seconds:.0f} s" if self.seconds > 0 else ""
+
+    def wait(self, stopped) -> None:
+        self.done += 1
+        if self.seconds <= 0:
+            return
+        until = self.t0 + self.seconds * self.done / self.rounds
+        while (left := until - time.perf_counter()) > 0 and not stopped():
+            time.sleep(min(left, self.NAP_S))
 
 
 class RacePanel(TrainingPanel):
@@ -231,13 +260,16 @@ class RacePanel(TrainingPanel):
         control = self._new_run_control(commit="manual")
         runs = []
         try:
+            rounds = 0
             for cfg in self.state.configs():
                 rec = {"step": [], "loss": [], "epoch": [], "test_acc": [], "finished": False}
                 self.curves[cfg["sparseopt"]][cfg["seed"]] = rec
                 cfg["lr"] = self._trainer_lr(self.state.lr)  # live value now
                 trainer = make_trainer(cfg, [lambda ev, rec=rec: self._record(rec, ev)], control)
                 runs.append((cfg, rec, trainer.iterate()))
-            self._current = f"{len(runs)} runs side by side (both arms, every seed)"
+                rounds = max(rounds, trainer.total_steps + 1)  # + the round that ends the run
+            pace = Pace(self.state.min_race_s, rounds)
+            self._current = f"{len(runs)} runs side by side (both arms, every seed)" + pace.note()
             active = list(runs)
             while active:
                 control.commit()  # between rounds: every run takes a new LR at the same step
@@ -249,6 +281,8 @@ class RacePanel(TrainingPanel):
                 if self.throttle.ready():
                     self._flush()
                     self._status("running")
+                if active:
+                    pace.wait(lambda: control.stop_requested or self.controller.stop_requested)
         finally:
             self.run_control = None
         self.throttle.force()
