@@ -267,7 +267,7 @@ class RacePanel(TrainingPanel):
                 cfg["lr"] = self._trainer_lr(self.state.lr)  # live value now
                 trainer = make_trainer(cfg, [lambda ev, rec=rec: self._record(rec, ev)], control)
                 runs.append((cfg, rec, trainer.iterate()))
-                rounds = max(rounds, trainer.total_steps + 1)  # + the round that ends the run
+                rounds = max(rounds, trainer.total_steps)  # one step per round; the round after ends it
             pace = Pace(self.state.min_race_s, rounds)
             self._current = f"{len(runs)} runs side by side (both arms, every seed)" + pace.note()
             active = list(runs)
