@@ -1,6 +1,8 @@
 """Widget controllers and panels without a kernel: set traits, click buttons from Python, check requests and runs."""
 from __future__ import annotations
 
+import dataclasses
+import random
 import threading
 import time
 
@@ -9,8 +11,10 @@ import pytest
 pytest.importorskip("ipywidgets")
 pytest.importorskip("plotly")
 
+import ipywidgets as W  # noqa: E402
+
 from sparseopt_edu.widgets import Controller, RacePanel, RaceState, SkewPanel, SkewState, pick_mode  # noqa: E402
-from sparseopt_edu.widgets.base import MODE_TEXT  # noqa: E402
+from sparseopt_edu.widgets.base import MODE_TEXT, TrainingPanel  # noqa: E402
 from sparseopt_edu.widgets.controller import Throttle, detect_frontend  # noqa: E402
 
 
@@ -202,8 +206,6 @@ def test_race_lr_rule_in_one_place():
 
 def test_panel_states_take_the_library_defaults():
     """Item 4 of issue 15: a panel field is TrainConfig's default unless the panel names its own reason."""
-    import dataclasses
-
     from sparseopt_edu.train import TrainConfig
     from sparseopt_edu.widgets.dst import DSTState
 
@@ -354,3 +356,163 @@ def test_skew_panel_slope_is_the_check_cells_measurement_and_follows_seeds():
     one = SkewModel(SkewState(seeds=1)).scatter("bn")["slope_raw"]
     three = SkewModel(SkewState(seeds=3)).scatter("bn")["slope_raw"]
     assert one != three  # the seeds control changes the slope it shows
+
+
+# ----- clicks from many threads (issue 16 item 5: can a click be lost?) ---------------------------------------
+@dataclasses.dataclass(frozen=True)
+class TinyState:
+    size: int = 1
+    lr: float = 0.1
+
+
+class TinyPanel(TrainingPanel):
+    """The training panels' protocol around a run without a model: a set-up of ``setup_s`` (where a panel builds
+    its trainers, after ``_new_run_control``), then ``steps`` steps that check the RunControl like the Trainer."""
+
+    STRUCTURAL = ("size",)
+    LIVE = ("lr",)
+
+    def __init__(self, mode: str, steps: int = 20, step_s: float = 0.0005, setup_s: float = 0.002):
+        super().__init__(TinyState(), mode)
+        self.steps, self.step_s, self.setup_s = steps, step_s, setup_s
+        self.curve: list[int] = []
+        self.word = "idle"
+        self.runs: list[tuple] = []  # (how many logged requests the loop had taken when the run began, end word)
+        self.taken = 0
+        take = self.controller.take
+
+        def counting_take():
+            n = len(self.controller.log)  # the requests logged so far (a click logs under the same lock as take)
+            req = take()
+            self.taken = max(self.taken, n)
+            return req
+
+        self.controller.take = counting_take
+        self._bind("lr", W.FloatSlider(value=0.1, min=0.01, max=1.0))
+
+    def _train(self) -> bool:
+        self._clear()
+        control = self._new_run_control()
+        started_with = self.taken
+        try:
+            time.sleep(self.setup_s)
+            for i in range(self.steps):
+                if control.stop_requested:
+                    break
+                time.sleep(self.step_s)
+                self.curve.append(i)
+                self.word = "running"
+        finally:
+            self.run_control = None
+        interrupted = control.stop_requested or self.controller.stop_requested
+        self.word = "stopped" if interrupted else "done"
+        self.runs.append((started_with, self.word, len(self.curve)))
+        return interrupted
+
+    def _clear(self) -> None:
+        self.curve = []
+
+    def _show_idle(self, word: str) -> None:
+        self.word = word
+
+
+def _click_at_random(panel, seed: int, threads: int = 4, clicks: int = 25, pause_s: float = 0.004) -> None:
+    def clicker(k: int) -> None:
+        rng = random.Random(seed * 1000 + k)
+        for _ in range(clicks):
+            kind = rng.choice(("start", "start", "stop", "reset", "lr"))
+            if kind == "lr":
+                panel.controls["lr"].value = round(rng.uniform(0.01, 1.0), 3)
+            else:
+                panel.buttons[kind].click()
+            time.sleep(rng.uniform(0, pause_s))
+
+    workers = [threading.Thread(target=clicker, args=(k,)) for k in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+
+
+def _last_button(log) -> tuple[int, str]:
+    return [(i, e[0]) for i, e in enumerate(log) if e[0] in ("start", "stop", "reset")][-1]
+
+
+def _assert_tiny_final_state(panel: TinyPanel, rnd: int) -> None:
+    log = panel.controller.log
+    i, last = _last_button(log)
+    after = [r for r in panel.runs if r[0] > i]  # runs that began knowing the last click
+    where = f"round {rnd}: last click {last} (#{i} of {len(log)}), runs after it {after}, word {panel.word!r}"
+    assert not panel.running and panel.taken == len(log), f"requests left unserved: {where}"
+    if last == "start":
+        assert len(after) == 1 and after[0][1:] == ("done", panel.steps) and panel.word == "done", where
+    else:
+        assert not after and panel.word == {"stop": "stopped", "reset": "reset"}[last], where
+        if last == "reset":
+            assert panel.curve == [], where
+    lrs = [e[2] for e in log if e[0] == "set"]
+    if lrs:
+        assert panel.state.lr == lrs[-1], where
+
+
+@pytest.mark.parametrize("mode, frontend", [("thread", "jupyterlab"), ("blocking", "jupyterlab"), ("thread", "voila")])
+def test_no_click_is_lost_under_random_clicks_from_many_threads(monkeypatch, mode, frontend):
+    """Many threads click Start / Stop / Reset and drag the lr at random; after each burst every request was
+    served and the panel is where the last click put it: Start: one run began after it and finished; Stop:
+    stopped, no run after it; Reset: reset, curve cleared; the lr is the last one set. Clicks land while a run
+    is set up (between _new_run_control and its first step), while it ends, and (Voila) while the re-send
+    timers hold the claim."""
+    from sparseopt_edu.widgets import base
+
+    monkeypatch.setattr(base, "RESEND_DELAYS_S", (0.0, 0.001, 0.003, 0.006))
+    panel = TinyPanel(mode)
+    panel.frontend = frontend
+    for rnd in range(25):
+        _click_at_random(panel, seed=rnd)
+        panel.wait(30)
+        time.sleep(0.02)  # the last re-send timers (Voila)
+        panel.wait(30)
+        _assert_tiny_final_state(panel, rnd)
+
+
+def test_no_click_is_lost_on_a_real_race_panel():
+    """The same bursts against a real (tiny) RacePanel in thread mode: its trainers, its side-by-side loop."""
+    panel = RacePanel(tiny_race(epochs=1), mode="thread")
+    for rnd in range(3):
+        _click_at_random(panel, seed=100 + rnd, threads=3, clicks=6, pause_s=0.05)
+        panel.wait(120)
+        log = panel.controller.log
+        i, last = _last_button(log)
+        status = panel.status.value
+        word = {"start": "done", "stop": "stopped", "reset": "reset"}[last]
+        assert not panel.running and status.startswith(f"<code>{word} · "), (rnd, last, status)
+        if last == "start":
+            assert panel.summary()["done_pairs"] == 1 and [r for _, r in panel.runs_done[-2:]] == ["done", "done"]
+        if last == "reset":
+            assert all(len(panel._trace(1, on, 2).x) == 0 for on in (False, True)), status
+
+
+def test_a_start_click_during_a_run_restarts_it_and_never_stops_the_new_run():
+    """The narrowest window, held open: a Start click while a run goes on; the loop starts the new run right
+    after the click logs its request, before the callback returns. The new run must train to its end (it used
+    to be stopped by the very click that asked for it: the callback stopped ``run_control`` after requesting)."""
+    panel = TinyPanel("thread", steps=400, step_s=0.001)
+    panel.buttons["start"].click()
+    deadline = time.monotonic() + 30
+    while not panel.curve and time.monotonic() < deadline:
+        time.sleep(0.002)
+    first = panel.run_control
+    assert first is not None, "the first run did not start"
+    real = panel.controller.request_start
+
+    def request_then_let_the_loop_run():  # the click's thread loses the CPU right after logging its request
+        real()
+        t_end = time.monotonic() + 30
+        while panel.run_control in (None, first) and time.monotonic() < t_end:
+            time.sleep(0.001)
+
+    panel.controller.request_start = request_then_let_the_loop_run
+    panel.buttons["start"].click()
+    panel.wait(60)
+    assert [r[1:] for r in panel.runs] == [("stopped", panel.runs[0][2]), ("done", 400)], panel.runs
+    assert panel.word == "done"

@@ -1,15 +1,17 @@
 """What every panel shares: one UI-state dataclass, one controller, one serving loop, a status line.
 
-Flow of a click: callback -> ``controller`` (a request, nothing else) -> ``_kick()`` -> the serving loop takes
-the requests between steps and is the only code that touches models, optimizers and figures. Whoever holds the
-controller's ``serving`` claim *is* the loop: the calling cell (mode "blocking"), or a daemon worker thread
-(mode "thread", and any Start click that arrives while nothing is serving).
+Flow of a click: callback -> ``controller`` (a request; the run in progress hears it under the same lock: stop,
+or a live value) -> ``_kick()`` -> the serving loop takes the requests between steps and is the only code that
+touches models, optimizers and figures. Whoever holds the controller's ``serving`` claim *is* the loop: the
+calling cell (mode "blocking"), or a daemon worker thread (mode "thread", and any request that would train while
+a callback serves: the claim passes to the worker).
 """
 from __future__ import annotations
 
 import dataclasses
 import html
 import threading
+import time
 import traceback
 
 import ipywidgets as W
@@ -93,7 +95,8 @@ class Panel:
         self.controls: dict[str, W.Widget] = {}
         self.status = W.HTML(value="")
         self.error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the latest worker
+        self._server: threading.Thread | None = None  # the thread whose loop served last
         self.widget: W.Box | None = None
 
     # ----- display ---------------------------------------------------------------------------------------
@@ -131,12 +134,8 @@ class Panel:
         return widget
 
     def _on_change(self, name, value):
-        self.controller.set_param(name, value, structural=name in self.STRUCTURAL)
-        self._steer(name, value)
+        self.controller.set_param(name, value, structural=name in self.STRUCTURAL)  # reaches a run in progress
         self._kick()
-
-    def _steer(self, name, value) -> None:
-        """Training panels tell the run in progress directly (its RunControl); others have nothing to steer."""
 
     def mode_text(self) -> str:
         """What a learner can do now, in their words (not how the panel runs: that is ``self.mode``)."""
@@ -155,34 +154,53 @@ class Panel:
             self.state = dataclasses.replace(self.state, **changes)
 
     def _kick(self) -> None:
-        """Make sure someone serves the pending requests: the loop already running, here, or a worker."""
-        if not self.controller.claim():
-            return  # a loop serves; it takes the request between steps
-        start_pending = self.controller._req.start  # read under the claim: no other loop can take it now
-        if self.mode == "thread" or (self.TRAINS and start_pending):
-            self._thread = threading.Thread(target=self._serve_quietly, name=f"{type(self).__name__}-loop",
-                                            daemon=True)
-            self._thread.start()
-        else:
-            self._serve()
+        """Make sure someone serves the pending requests: the loop already running, here, or a worker.
 
-    def _serve(self) -> None:
+        Served here (the callback's thread), a request that would train passes to a worker thread instead: a
+        callback that trained in place would block the very (sub)shell that must deliver the Stop click.
+        """
+        if not self.controller.claim():
+            return  # a loop serves; it takes the request between steps (or before it releases the claim)
+        if self.mode == "thread":
+            self._start_worker()
+        else:
+            self._serve(may_train=not self.TRAINS)
+
+    def _start_worker(self, first: Requests | None = None) -> None:
+        """Serve on a daemon thread; the caller holds the claim, which passes to the worker (with ``first``)."""
+        t = threading.Thread(target=self._serve_quietly, args=(first,), name=f"{type(self).__name__}-loop",
+                             daemon=True)
+        self._thread = t
+        t.start()
+
+    def _serve(self, may_train: bool = True, first: Requests | None = None) -> None:
+        """Take requests and handle them until none is pending; the caller holds the claim."""
+        self._server = threading.current_thread()
         try:
+            req = first
             while True:
-                req = self.controller.take()
+                if req is None:
+                    req = self.controller.take()
                 if not req.empty:
+                    if not may_train and self._trains(req):
+                        self._start_worker(first=req)  # the claim and this request pass to the worker
+                        return
                     self._handle(req)
+                req = None
                 if self.controller.release():
                     return
         except BaseException:
-            with self.controller._lock:
-                self.controller.serving = False
+            self.controller.abandon()
             raise
 
-    def _serve_quietly(self) -> None:
+    def _trains(self, req: Requests) -> bool:
+        """Whether handling ``req`` starts a run (training panels override)."""
+        return False
+
+    def _serve_quietly(self, first: Requests | None = None) -> None:
         self.error = None  # wait() reports this loop's failure only, never a finished earlier one
         try:
-            self._serve()
+            self._serve(first=first)
         except BaseException as exc:  # a worker thread has nobody to raise to: show it
             self.error = exc
             self.set_status(f"error: {type(exc).__name__}: {exc}")
@@ -203,10 +221,8 @@ class Panel:
         try:
             self._redraw_all()
         finally:
-            with self.controller._lock:
-                self.controller.serving = False
-        if not self.controller._req.empty:
-            self._kick()
+            if not self.controller.release():  # a click came meanwhile: a worker serves it (the claim passes on)
+                self._start_worker()
 
     def _redraw_all(self) -> None:
         """Send every trace and the title again (subclasses with figures override ``_flush``)."""
@@ -225,10 +241,21 @@ class Panel:
         raise NotImplementedError
 
     def wait(self, timeout: float | None = None) -> None:
-        """Join the worker thread, if any (tests and notebooks use it after a thread-mode start)."""
-        t = self._thread
-        if t is not None and t is not threading.current_thread():
-            t.join(timeout)
+        """Until no loop serves this panel (a worker thread, or a callback's), at most ``timeout`` seconds; then
+        re-raise the last worker's error (tests and notebooks use it after a thread-mode start)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        me = threading.current_thread()
+        while True:
+            t = self._thread
+            alive = t is not None and t is not me and t.is_alive()
+            if not alive and (not self.controller.serving or self._server is me):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if alive:
+                t.join(0.05)
+            else:
+                time.sleep(0.005)  # a callback's loop (no thread to join), or a worker about to take over
         if self.error is not None:
             raise self.error
 
@@ -245,6 +272,7 @@ class TrainingPanel(Panel):
     def __init__(self, state, mode: str = "auto"):
         super().__init__(state, mode)
         self._resume = False
+        self._outcome = "idle"  # how the last run or button ended: the status keeps it across live changes
         self._shown: dict | None = None  # the structural settings of the run the figure shows (None: no run)
         self.buttons = {
             "start": W.Button(description="Start", button_style="success", icon="play"),
@@ -253,10 +281,11 @@ class TrainingPanel(Panel):
         }
         for button in self.buttons.values():  # Stop must reach a run that trains in a busy cell (run())
             route_to_frontend_subshell(button)
-        self.run_control = None  # the RunControl of the run in progress (None between runs)
-        self.buttons["start"].on_click(lambda _b: (self.controller.request_start(), self._stop_run(), self._kick()))
-        self.buttons["stop"].on_click(lambda _b: (self.controller.request_stop(), self._stop_run()))
-        self.buttons["reset"].on_click(lambda _b: (self.controller.request_reset(), self._stop_run(), self._kick()))
+        self._run_control = None
+        # a request reaches the run in progress through the controller (Controller.attach), then the loop
+        self.buttons["start"].on_click(lambda _b: (self.controller.request_start(), self._kick()))
+        self.buttons["stop"].on_click(lambda _b: (self.controller.request_stop(), self._kick()))
+        self.buttons["reset"].on_click(lambda _b: (self.controller.request_reset(), self._kick()))
 
     def run(self, wait: bool = True) -> None:
         """Start a run. Mode "blocking": train here until done or stopped (the cell is busy; in JupyterLab the
@@ -271,18 +300,25 @@ class TrainingPanel(Panel):
         elif wait:
             self.wait()
 
+    def _trains(self, req: Requests) -> bool:
+        """A start, or a structural change that interrupted a run (it restarts with the new settings)."""
+        return req.start or (self._resume and req.structural and not (req.stop or req.reset))
+
     def _handle(self, req: Requests) -> None:
         self._apply_params(req)
         if req.reset:
             self._clear()
             self._shown = None
-        restart = req.start or (self._resume and req.structural and not (req.stop or req.reset))
+        restart = self._trains(req)
         self._resume = False
         if restart:
             self._shown = self._structural_settings()
             self._resume = self._train()
+            self._outcome = "stopped" if self._resume else "done"
             return
-        word = "stopped" if req.stop else ("reset" if req.reset else "idle")
+        if req.stop or req.reset:  # both: a Stop came after the Reset (request_reset clears an earlier stop)
+            self._outcome = "stopped" if req.stop else "reset"
+        word = self._outcome
         stale = self._stale_settings()
         if stale:  # the status names the new settings; say that the figure still shows the old run
             old = ", ".join(f"{self._label(k)} {v}" for k, v in stale.items())
@@ -299,30 +335,32 @@ class TrainingPanel(Panel):
         now = self._structural_settings()
         return {k: v for k, v in self._shown.items() if now.get(k) != v}
 
-    def _stop_run(self) -> None:
-        control = self.run_control
-        if control is not None:
-            control.stop()
+    @property
+    def run_control(self):
+        """The RunControl of the run in progress (None between runs); set it to None when the run is over."""
+        return self._run_control
 
-    def _steer(self, name, value) -> None:
-        """A live control goes straight to the run in progress (a race's runs share one handle, so every arm and
-        seed switches at the same step); a structural one ends it (the serving loop then restarts it)."""
-        control = self.run_control
-        if control is None:
-            return
-        if name in self.STRUCTURAL:
-            control.stop()
-        elif name == "lr":
-            control.set_lr(self._trainer_lr(float(value)))
+    @run_control.setter
+    def run_control(self, control) -> None:
+        if control is None and self._run_control is not None:
+            self.controller.detach(self._run_control)
+        self._run_control = control
 
     def _new_run_control(self, commit: str = "auto"):
-        """The handle of the next run: requests made from now on reach it."""
+        """The handle of the next run. Every request from the last ``take`` on reaches it (Controller.attach): a
+        stop, reset, start or structural change stops it, a live one steers it (a race's runs share one handle,
+        so every arm and seed switches at the same step)."""
         from ..train.control import RunControl
 
-        self.run_control = RunControl(commit)
-        if self.controller.stop_requested:  # a click that came while the run was being set up
-            self.run_control.stop()
-        return self.run_control
+        control = RunControl(commit)
+        self._run_control = control
+        self.controller.attach(control, lambda name, value: self._steer(control, name, value))
+        return control
+
+    def _steer(self, control, name, value) -> None:
+        """A live control's new value, for the run of ``control`` (called under the controller's lock)."""
+        if name == "lr":
+            control.set_lr(self._trainer_lr(float(value)))
 
     def _note_live(self) -> None:
         """Between steps: show the live values the run already follows (the status reads ``self.state``)."""

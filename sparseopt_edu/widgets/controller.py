@@ -11,8 +11,8 @@ Run modes (``pick_mode``):
                 This is what nbval executes, and the default in JupyterLab.
     "thread"    ``panel.run()`` starts a daemon worker thread and returns at once. For front ends that do not
                 deliver widget messages while a cell runs (Voila, VS Code, Colab, classic Notebook).
-A Start click while no loop is serving always starts a worker thread: a callback that trained in place would
-block the very subshell that must deliver the Stop click.
+A Start click while no loop is serving always trains in a worker thread (a callback that serves in place hands
+the start over): a callback that trained in place would block the very subshell that must deliver the Stop click.
 
 Measured in our hermetic JupyterLab 4.6.6 + ipykernel 7.4.0 (tests/browser/test_interactions.py,
 ``test_comm_reaches_busy_kernel``): the front end does create a subshell for the widget comms and sends every
@@ -79,14 +79,19 @@ class Controller:
     """Thread-safe request box: callbacks write, the loop reads between steps.
 
     ``log`` keeps every request in order (kind, name, value) so tests can assert what a click produced.
-    ``serving`` says whether a loop currently owns the model and the figures; ``claim()`` and ``release()``
-    change it atomically with the pending requests, so a click can never fall between "loop checked for
-    requests" and "loop exited".
+    ``serving`` says whether a loop currently owns
+    the model and the figures; ``claim()`` and ``release()`` change it atomically with the pending requests, so a
+    click can never fall between "loop checked for requests" and "loop exited".
+
+    The run in progress (``attach``) hears every request under the same lock that records it: a stop, reset,
+    start or structural change stops it, a live change steers it. So a click cannot fall between "the run's
+    handle exists" and "the callback told the handle", and a Start never stops the run it asked for.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._req = Requests()
+        self._run = None  # (RunControl, steer(name, value)) of the run in progress
         self.serving = False
         self.log: list[tuple] = []
 
@@ -96,24 +101,55 @@ class Controller:
             self._req.start = True
             self._req.stop = False
             self.log.append(("start",))
+            self._interrupt()  # a new start ends the run in progress; the loop then starts the new one
 
     def request_stop(self) -> None:
         with self._lock:
             self._req.stop = True
             self._req.start = False
             self.log.append(("stop",))
+            self._interrupt()
 
     def request_reset(self) -> None:
         with self._lock:
             self._req.reset = True
             self._req.start = False
+            self._req.stop = False  # the later click names the end: "reset" (a Stop after it: "stopped")
             self.log.append(("reset",))
+            self._interrupt()
 
     def set_param(self, name: str, value, structural: bool) -> None:
         with self._lock:
             self._req.params[name] = value
             self._req.structural |= bool(structural)
             self.log.append(("set", name, value))
+            if structural:
+                self._interrupt()
+            elif self._run is not None:
+                self._run[1](name, value)
+
+    def _interrupt(self) -> None:
+        if self._run is not None:
+            self._run[0].stop()
+
+    # ----- the run in progress (the loop) ---------------------------------------------------------------
+    def attach(self, control, steer) -> None:
+        """From now on requests reach ``control`` (a RunControl) directly: ``stop()`` on a stop, reset, start or
+        structural change, ``steer(name, value)`` on a live change. Requests that came after the loop's last
+        ``take`` (while the run was being set up) reach it now."""
+        with self._lock:
+            self._run = (control, steer)
+            r = self._req
+            if r.stop or r.reset or r.start or r.structural:
+                control.stop()
+            for name, value in r.params.items():
+                steer(name, value)
+
+    def detach(self, control) -> None:
+        """The run of ``control`` is over: requests stay pending for the loop only."""
+        with self._lock:
+            if self._run is not None and self._run[0] is control:
+                self._run = None
 
     # ----- readers (the loop) ---------------------------------------------------------------------------
     @property
@@ -149,6 +185,11 @@ class Controller:
                 return False
             self.serving = False
             return True
+
+    def abandon(self) -> None:
+        """Stop serving after a failure, pending requests or not (the next click serves them)."""
+        with self._lock:
+            self.serving = False
 
 
 class Throttle:
