@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .. import diagnostics
-from ..data import load_dataset
+from ..data import load_cached
 from ..fast import pick
 from ..viz import column_layout
 from .figure import LiveFigure
@@ -41,13 +41,9 @@ class NeuronStepState:
     dataset: str = "mnist_subset"  # fan-in 784: digits' 64 leaves the sparsest neurons 1-2 weights (see below)
 
 
-_DATA: dict = {}
-
-
 def _dataset(name: str):
-    if name not in _DATA:  # parsing the MNIST subset takes a second or two: once per kernel
-        _DATA[name] = load_dataset(name)
-    return _DATA[name]
+    """The data set from the library's one cache (parsing the MNIST subset takes a second or two)."""
+    return load_cached(name)
 
 
 def track_neuron_steps(state: NeuronStepState, sparseopt: bool) -> list[dict]:
