@@ -53,3 +53,18 @@ def test_plain_figure_widget_loses_the_edit():
 def test_live_figure_sends_the_edit():
     sent = edits_sent_while_the_browser_talks(LiveFigure)
     assert len(sent) == 1 and sent[0]["_py2js_update"]["style_data"] == {"x": [[1, 2]]}
+
+
+def test_set_values_updates_python_and_sends_one_message():
+    import numpy as np
+
+    fig = LiveFigure(go.Figure([go.Scatter(x=[0], y=[0], name="a"), go.Scatter(x=[0], y=[0], name="b")]))
+    sent = []
+    fig._send = lambda msg, buffers=None: sent.append(msg.get("state", {}))
+    x, y = np.arange(3.0), np.array([1.0, np.nan, 3.0])
+    fig.set_values([1], {"x": [x], "y": [y]}, {"title.text": "new"})
+    assert list(fig.data[1].x) == [0.0, 1.0, 2.0] and np.isnan(fig.data[1].y[1]) and fig.data[0].x == (0,)
+    assert fig.layout.title.text == "new" and fig.data[1].name == "b"  # names untouched
+    (update,) = [s["_py2js_update"] for s in sent if s.get("_py2js_update")]
+    assert update["style_traces"] == [1] and update["layout_data"] == {"title.text": "new"}
+    assert set(update["style_data"]) == {"x", "y"}

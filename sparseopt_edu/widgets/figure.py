@@ -6,7 +6,8 @@ trace/layout delta). ipywidgets applies such a message inside ``hold_trait_notif
 widget's ``notify_change`` for one that merges changes per trait. plotly sends an edit as ``_py2js_update = msg``
 then ``_py2js_update = None``; merged, only the None goes out, and the edit is lost without an error (seen in
 notebook 02's Voila dashboard: the status showed the new sparsity, the figure kept the old one). One lock per
-figure, taken by every ``batch_update`` and by every message from the browser, keeps the two apart.
+figure, taken by every edit (``batch_update``, ``plotly_update``/``restyle``/``relayout``) and by every message
+from the browser, keeps the two apart.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import plotly.graph_objects as go
 
 
 class LiveFigure(go.FigureWidget):
-    """A ``go.FigureWidget`` whose ``batch_update`` and incoming browser messages never interleave."""
+    """A ``go.FigureWidget`` whose edits and incoming browser messages never interleave."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -27,6 +28,30 @@ class LiveFigure(go.FigureWidget):
     def batch_update(self):
         with self._edit_lock, super().batch_update():
             yield
+
+    def plotly_update(self, *args, **kwargs):  # (batch_update's exit calls it too: the lock is re-entrant)
+        with self._edit_lock:
+            return super().plotly_update(*args, **kwargs)
+
+    def plotly_restyle(self, *args, **kwargs):
+        with self._edit_lock:
+            return super().plotly_restyle(*args, **kwargs)
+
+    def plotly_relayout(self, *args, **kwargs):
+        with self._edit_lock:
+            return super().plotly_relayout(*args, **kwargs)
+
+    def set_values(self, trace_indexes: list[int], values: dict[str, list], relayout: dict | None = None) -> None:
+        """Set ``values[key][k]`` as trace ``trace_indexes[k]``'s ``key`` and send it, with ``relayout``, as one
+        update: what ``plotly_update`` does, minus its per-(trace, key) path checks and equality tests, which
+        cost most of a live panel's redraw (issue 16 item 18). For values the caller made (float arrays), not
+        for user input: nothing is validated. Python's view (``fig.data[i].y``) is the figure's ``_data``."""
+        with self._edit_lock:
+            for key, column in values.items():
+                for index, value in zip(trace_indexes, column, strict=True):
+                    self._data[index][key] = value
+            layout = self._perform_plotly_relayout(relayout) if relayout else {}
+            self._send_update_msg(values, layout, trace_indexes)
 
     def set_state(self, sync_data):  # the browser's messages (ipywidgets calls it on the kernel's main thread)
         with self._edit_lock:

@@ -158,3 +158,25 @@ def test_voila_skew_shows_measured_data(page, voila_server):
     assert cross["x"] == 1, fig
     plot.scroll_into_view_if_needed()
     screenshot(page, "voila_02_skew_after_slider")
+
+
+def test_voila_race_shows_measured_curves(page, voila_server):
+    """Notebook 04's dashboard: the race that ran while Voila executed the notebook is drawn (both arms' loss
+    and accuracy, the final title), though Voila dropped the updates sent during execution (base.Panel's
+    re-send, the race's full redraw after it)."""
+    server = voila_server(REPO_ROOT / DASHBOARDS[1])
+    open_dashboard(page, server)
+    page.locator(SEL_PLOTLY_DRAWN).first.wait_for(state="attached", timeout=60_000)
+    assert not voila_errors(page), voila_errors(page)
+    deadline = time.monotonic() + 150  # the re-sends come 2-80 s after the run
+    while True:
+        fig = wait_measured(page, "SGD (baseline)", timeout_s=150)
+        if "final test acc" in fig["title"]:
+            break
+        assert time.monotonic() < deadline, f"the race's final title never arrived: {fig}"
+        page.wait_for_timeout(1000)
+    arms = [t for t in fig["traces"] if t["name"] in ("SGD (baseline)", "SparseOpt+SGD")]
+    assert len(arms) == 4 and all(t["x"] >= 2 and t["x"] == t["y"] for t in arms), fig  # loss + accuracy
+    index = next(i for i, f in enumerate(figures(page)) if "final test acc" in f["title"])
+    page.locator(".js-plotly-plot").nth(index).scroll_into_view_if_needed()
+    screenshot(page, "voila_04_race_after_load")
