@@ -89,10 +89,15 @@ code(r"""
 dst_panel.wait()
 u, cv0 = dst_panel.updates, histogram_cv(dst_panel.hist0)
 slopes = [r["slope_raw"] for r in u if r["slope_raw"] is not None]
-print(f"{dst_panel.state.method}: fc1 fan-in CV {cv0:.2f} at the start, {u[0]['fan_in_cv']:.2f} after update 1, "
-      f"{u[-1]['fan_in_cv']:.2f} after update {len(u)}")
-print("raw skew slope: " + (f"{slopes[0]:+.2f} at update 1, {min(slopes[1:]):+.2f} to {max(slopes[1:]):+.2f} later"
-                            if len(slopes) > 1 else "none to fit (equal fan-ins)"))
+if not u:  # static never updates the mask; any other method: Stop came before its first update
+    why = ("static never changes the mask" if dst_panel.state.method == "static" else
+           "it was stopped before its first update: press Start, then run this cell again")
+    print(f"{dst_panel.state.method}: no topology update in this run ({why})")
+else:
+    print(f"{dst_panel.state.method}: fc1 fan-in CV {cv0:.2f} at the start, {u[0]['fan_in_cv']:.2f} after update 1, "
+          f"{u[-1]['fan_in_cv']:.2f} after update {len(u)}")
+    print("raw skew slope: " + (f"{slopes[0]:+.2f} at update 1, {min(slopes[1:]):+.2f} to {max(slopes[1:]):+.2f} "
+                                "later" if len(slopes) > 1 else "none to fit (equal fan-ins)"))
 """),
 md(r"""
 ## What you see, and why

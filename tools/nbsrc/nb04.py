@@ -116,10 +116,15 @@ code(r"""
 # NBVAL_CHECK_OUTPUT
 race.wait()  # thread mode (Voila, VS Code, Colab): run() returned at once, so wait for the race here
 s = race.summary()
-same = abs(s["gap"]) <= max(0.02, s["spread"])
-print(f"race finished for {s['done_pairs']} seeds, both arms: {'✓' if s['done_pairs'] == race.state.seeds else '✗'}")
-print(f"both arms above 80% test accuracy: {'✓' if min(s['acc'].values()) > 0.8 else '✗'}")
-print(f"gap within seed noise (|gap| <= max(2 points, seed spread)): {'✓ no visible difference' if same else '✗ a gap'}")
+if s["done_pairs"] < race.state.seeds:  # Stop (or a ⟳ change) ended the race early: nothing to check yet
+    print(f"the race ended early ({s['done_pairs']} of {race.state.seeds} seeds finished): press Start, let it "
+          "finish, then run this cell again")
+else:
+    same = abs(s["gap"]) <= max(0.02, s["spread"])
+    print(f"race finished for {s['done_pairs']} seeds, both arms: ✓")
+    print(f"both arms above 80% test accuracy: {'✓' if min(s['acc'].values()) > 0.8 else '✗'}")
+    print("gap within seed noise (|gap| <= max(2 points, seed spread)): "
+          f"{'✓ no visible difference' if same else '✗ a gap'}")
 """),
 md(r"""
 ## The rotation, measured
