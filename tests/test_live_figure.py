@@ -68,3 +68,13 @@ def test_set_values_updates_python_and_sends_one_message():
     (update,) = [s["_py2js_update"] for s in sent if s.get("_py2js_update")]
     assert update["style_traces"] == [1] and update["layout_data"] == {"title.text": "new"}
     assert set(update["style_data"]) == {"x", "y"}
+
+
+def test_keep_state_makes_the_current_figure_the_synced_state():
+    fig = LiveFigure(go.Figure(go.Scatter(x=[], y=[], name="a"), layout=dict(title=dict(text="empty"))))
+    with fig.batch_update():
+        fig.data[0].x, fig.data[0].y = [1, 2], [3, 4]
+        fig.layout.title.text = "drawn"
+    assert list(fig._widget_data[0]["x"]) == [] and fig._widget_layout["title"]["text"] == "empty"  # plotly's
+    fig.keep_state()
+    assert list(fig._widget_data[0]["x"]) == [1, 2] and fig._widget_layout["title"]["text"] == "drawn"

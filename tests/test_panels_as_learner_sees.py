@@ -240,6 +240,17 @@ def test_skew_panel_widget_state_holds_the_measured_figure():
                  "SparseOpt-corrected"):
         assert len(by_name[name]["x"]) and len(by_name[name]["y"]), f"{name!r} empty in the synced state"
     assert layout["title"]["text"] == panel.title_text() and "computing" not in layout["title"]["text"]
+    panel.set(sparsity=0.5)  # a redraw after display is kept too (a reload draws it)
+    panel.wait(60)  # (thread mode: the redraw runs on a worker)
+    assert panel.figure._widget_layout["title"]["text"].startswith("ratio at s=0.50")
+
+
+def test_dst_panel_widget_state_holds_the_finished_run():
+    panel = DSTPanel(tiny_dst(method="rigl"), mode="blocking")
+    panel.run()
+    data = {t.get("name"): t for t in panel.figure._widget_data}
+    assert len(data["now"]["y"]) and len(data["fan-in CV of fc1"]["y"]) == len(panel.updates) + 1
+    assert panel.figure._widget_layout["title"]["text"] == panel.title_text()
 
 
 # ----- item 12: every figure fits the notebook column ----------------------------------------------------

@@ -111,3 +111,16 @@ def test_figure_cost_benchmark_smoke(tmp_path, monkeypatch):
     (race,) = json.loads(out.read_text())["races"]
     assert race["flushes"] >= 1 and 0 < race["fraction"] < 1 and race["bytes_sent"] > 0
     assert race["runs"] == 2
+
+
+def test_a_finished_race_is_the_state_a_late_front_end_draws():
+    """Voila asks for the widgets' states after executing the notebook, having dropped the messages sent
+    meanwhile: the synced state must be the finished race, not the empty build ("race: idle")."""
+    panel = RacePanel(tiny(), mode="thread")
+    panel.run()
+    panel.wait(120)
+    data, layout = panel.figure._widget_data, panel.figure._widget_layout
+    assert "final test acc" in layout["title"]["text"]
+    for col in (1, 2):
+        for on in (False, True):
+            assert len(data[panel._index(col, on, 2)]["y"]) == len(panel._trace(col, on, 2).y) > 0

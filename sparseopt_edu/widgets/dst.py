@@ -245,6 +245,7 @@ class DSTPanel(TrainingPanel):
             self.run_control = None
         self.throttle.force()
         self._flush()
+        self.figure.keep_state()  # the finished run is what a front end that connects later draws (Voila)
         interrupted = reason["end"] == "stopped" or control.stop_requested or self.controller.stop_requested
         self._show_idle("stopped" if interrupted else "done")
         return interrupted

@@ -11,6 +11,7 @@ from the browser, keeps the two apart.
 """
 from __future__ import annotations
 
+import copy
 import threading
 from contextlib import contextmanager
 
@@ -52,6 +53,18 @@ class LiveFigure(go.FigureWidget):
                     self._data[index][key] = value
             layout = self._perform_plotly_relayout(relayout) if relayout else {}
             self._send_update_msg(values, layout, trace_indexes)
+
+    def keep_state(self) -> None:
+        """Make the figure as it is now the widget's synced state: what a front end that connects later draws.
+
+        plotly syncs a FigureWidget's content only when it is built (or displayed on its own) and sends every
+        later edit as a message; Voila drops the messages sent while it executes the notebook (ENV.md) and then
+        asks for the widgets' states, so a run that ended during execution showed the empty build ("race: idle")
+        whenever the notebook's later cells outlasted base.Panel's timed re-sends. One state message (the whole
+        figure) at the end of a run; a view already drawn ignores it (plotly redraws views from messages)."""
+        with self._edit_lock:
+            self._widget_data = copy.deepcopy(self._data)
+            self._widget_layout = copy.deepcopy(self._layout_obj._props)
 
     def set_state(self, sync_data):  # the browser's messages (ipywidgets calls it on the kernel's main thread)
         with self._edit_lock:

@@ -341,6 +341,7 @@ class RacePanel(TrainingPanel):
             self.run_control = None
         self.throttle.force()
         self._flush()
+        self.figure.keep_state()  # the finished race is what a front end that connects later draws (Voila)
         if control.stop_requested or self.controller.stop_requested:
             self._status("stopped")
             return True

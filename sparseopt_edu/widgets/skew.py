@@ -164,6 +164,7 @@ class SkewPanel(Panel):
 
     def _redraw(self) -> None:
         self._draw(self.figure)
+        self.figure.keep_state()  # a reload, or a front end that connects later, draws this redraw
 
     def _draw(self, figure: go.Figure) -> None:
         """The current state's curves, scatter and title into ``figure`` (the widget, or the figure it is built
