@@ -203,10 +203,10 @@ def test_compare_interrupted_writes_the_finished_runs(tmp_path, capsys, monkeypa
     made = []
 
     class CtrlCInSecondRun(Trainer):
-        def __init__(self, cfg, callbacks=()):
+        def __init__(self, cfg, callbacks=(), control=None):
             made.append(cfg)
             extra = [self._ctrl_c] if len(made) == 2 else []
-            super().__init__(cfg, [*callbacks, *extra])
+            super().__init__(cfg, [*callbacks, *extra], control)
 
         @staticmethod
         def _ctrl_c(event):
