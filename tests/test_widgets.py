@@ -516,3 +516,42 @@ def test_a_start_click_during_a_run_restarts_it_and_never_stops_the_new_run():
     panel.wait(60)
     assert [r[1:] for r in panel.runs] == [("stopped", panel.runs[0][2]), ("done", 400)], panel.runs
     assert panel.word == "done"
+
+
+# ----- the first click (issue 16 item 17) ---------------------------------------------------------------------
+def test_a_displayed_training_panel_warms_up_its_first_run_and_draws_no_random_number():
+    """Displaying a training panel starts, on a daemon thread, what its first run would do first (torch's first
+    optimizer imports torch._dynamo; the dataset goes into the cache); it draws no random number, so what a
+    notebook prints does not change; the run waits for it rather than doing the same work beside it. A panel
+    that is never displayed starts nothing; a panel without a run has nothing to warm."""
+    import sys
+
+    import numpy as np
+    import torch
+
+    from sparseopt_edu.data import cache
+    from sparseopt_edu.widgets.base import train_config
+
+    cache.clear_cache()
+    panel = RacePanel(tiny_race(), mode="blocking")
+    assert panel._warming is None  # built, not shown: nothing started
+    torch.manual_seed(123)
+    np.random.seed(7)
+    random.seed(11)
+    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    panel._repr_mimebundle_()
+    warming = panel._warming
+    assert warming is not None
+    warming.join(120)
+    assert not warming.is_alive()
+    assert torch.equal(torch.get_rng_state(), before[0]) and (np.random.get_state()[1] == before[1]).all()
+    assert random.getstate() == before[2]
+    dataset = train_config(panel.state.configs()[0]).dataset
+    assert [key[0] for key in cache._CACHE] == [dataset] and "torch._dynamo" in sys.modules
+    panel._repr_mimebundle_()  # shown again: no second warm-up
+    assert panel._warming is warming
+    panel.run()
+    assert "done" in panel.status.value
+    skew = SkewPanel(tiny_skew())
+    skew._repr_mimebundle_()
+    assert not hasattr(skew, "_warming")

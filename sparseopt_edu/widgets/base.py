@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import importlib
+import sys
 import threading
 import time
 import traceback
@@ -70,13 +72,69 @@ def _subshell_the_frontend_chose(data, frontend_subshell):
     return frontend_subshell
 
 
-def make_trainer(cfg: dict, callbacks: list, control=None):
-    """The library's :class:`~sparseopt_edu.train.Trainer` for a panel's config dict (TrainConfig field names; the
-    panel state's UI-only keys are dropped), with the panel's callbacks and its run's control handle."""
-    from ..train import TrainConfig, Trainer
+def train_config(cfg: dict):
+    """The :class:`~sparseopt_edu.train.TrainConfig` of a panel's config dict (TrainConfig field names; the panel
+    state's UI-only keys are dropped)."""
+    from ..train import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return Trainer(TrainConfig(**{k: v for k, v in cfg.items() if k in names}), callbacks=callbacks, control=control)
+    return TrainConfig(**{k: v for k, v in cfg.items() if k in names})
+
+
+def make_trainer(cfg: dict, callbacks: list, control=None):
+    """The library's :class:`~sparseopt_edu.train.Trainer` for a panel's config dict, with the panel's callbacks
+    and its run's control handle."""
+    from ..train import Trainer
+
+    return Trainer(train_config(cfg), callbacks=callbacks, control=control)
+
+
+#: Modules that code on the notebook's thread looks up in ``sys.modules`` without importing them: plotly's
+#: validators check for pandas that way (``get_module("pandas", should_load=False)``) at every figure update.
+#: The warm-up imports scikit-learn, which imports pandas; a figure update meanwhile saw it half-initialised
+#: ("AttributeError: partially initialized module 'pandas' has no attribute 'Series'", measured). So they are
+#: imported on the panel's own thread first (pandas: 0.4 s, once per process).
+PEEKED_MODULES = ("pandas",)
+
+
+def import_peeked_modules() -> None:
+    for name in PEEKED_MODULES:
+        if name not in sys.modules:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass  # not installed: then nobody imports it in the background either
+
+
+def warm_up(cfg: dict) -> None:
+    """Do the one-time work of a process's first run of ``cfg`` now, so that a first Start click does not wait
+    for it (issue 16 item 17; benchmarks/first_click.py measured it at 3-9 s on a 2-core CPU):
+
+    - torch's first optimizer imports ``torch._dynamo`` (``Optimizer.__init__`` is wrapped to disable it): ~3 s;
+    - the dataset goes into the one-dataset cache (``data.load_for_run``, the trainer's own call): digits
+      imports scikit-learn (~3 s), the MNIST subset parses a CSV (~5 s);
+    - on a GPU: the CUDA context and a cuBLAS handle.
+
+    It draws no random number and builds no model, so nothing a notebook prints changes; it downloads nothing
+    (a missing dataset is left to the run, which says what to do).
+    """
+    import torch
+
+    from ..data.cache import load_for_run
+    from ..train.build import resolve_device
+
+    c = train_config(cfg)
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    try:
+        load_for_run(c.dataset, root=c.data_root, download=False, n_train=c.n_train, n_test=c.n_test, seed=c.seed,
+                     data_kwargs=c.data_kwargs)
+    except (FileNotFoundError, ImportError, RuntimeError, ValueError):
+        pass  # the run raises it again, with its message
+    device = resolve_device(c.device)
+    if device.type == "cuda":
+        x = torch.ones(8, 8, device=device)
+        x @ x  # the context and a cuBLAS handle (returned to torch's pool for the run's thread)
+        torch.cuda.synchronize(device)  # once, off the click: this wait costs the learner nothing
 
 
 class Panel:
@@ -101,12 +159,17 @@ class Panel:
 
     # ----- display ---------------------------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs):
+        self._displayed()
         return self.widget._repr_mimebundle_(**kwargs)
 
     def display(self):
         from IPython.display import display
 
+        self._displayed()
         display(self.widget)
+
+    def _displayed(self) -> None:
+        """The panel is being shown (a learner reads it now): training panels warm up their first run."""
 
     def legend(self) -> W.HTML:
         s = ", ".join(self._label(n) for n in self.STRUCTURAL)
@@ -286,6 +349,7 @@ class TrainingPanel(Panel):
         self.buttons["start"].on_click(lambda _b: (self.controller.request_start(), self._kick()))
         self.buttons["stop"].on_click(lambda _b: (self.controller.request_stop(), self._kick()))
         self.buttons["reset"].on_click(lambda _b: (self.controller.request_reset(), self._kick()))
+        self._warming: threading.Thread | None = None  # the warm-up, started when the panel is displayed
 
     def run(self, wait: bool = True) -> None:
         """Start a run. Mode "blocking": train here until done or stopped (the cell is busy; in JupyterLab the
@@ -346,11 +410,39 @@ class TrainingPanel(Panel):
             self.controller.detach(self._run_control)
         self._run_control = control
 
+    def _displayed(self) -> None:
+        """While the panel is displayed, a daemon thread does what the first run would do first (``warm_up``).
+        Once per panel; started at display, not in the constructor, so the panel is not built beside it."""
+        cfg = self._next_config() if self._warming is None else None
+        if cfg is None:
+            return
+        import_peeked_modules()
+        self._warming = threading.Thread(target=self._warm_up_quietly, args=(cfg,), daemon=True,
+                                         name=f"{type(self).__name__}-warm-up")
+        self._warming.start()
+
+    def _warm_up_quietly(self, cfg: dict) -> None:
+        try:
+            warm_up(cfg)
+        except Exception:  # noqa: BLE001 -- a warm-up is an optimisation: the run itself reports any failure
+            pass
+
+    def _next_config(self) -> dict | None:
+        """The config dict the next run starts with: the state's ``configs()[0]`` (a race) or ``config()``."""
+        if hasattr(self.state, "configs"):
+            return next(iter(self.state.configs()), None)
+        return self.state.config() if hasattr(self.state, "config") else None
+
     def _new_run_control(self, commit: str = "auto"):
         """The handle of the next run. Every request from the last ``take`` on reaches it (Controller.attach): a
         stop, reset, start or structural change stops it, a live one steers it (a race's runs share one handle,
-        so every arm and seed switches at the same step)."""
+        so every arm and seed switches at the same step). A warm-up still going is waited for (its work would
+        otherwise be done twice, side by side)."""
         from ..train.control import RunControl
+
+        warming = self._warming
+        if warming is not None and warming is not threading.current_thread():
+            warming.join()
 
         control = RunControl(commit)
         self._run_control = control
