@@ -155,3 +155,21 @@ def disagreeing_worker(rank, port):
 def test_rank_disagreement_stops_with_clear_error():
     with pytest.raises(Exception, match="differs from other ranks"):
         mp.spawn(disagreeing_worker, args=(free_port(),), nprocs=WORLD, join=True)
+
+
+@pytest.mark.parametrize("world", [2, 3, 4, 8])
+def test_shards_are_disjoint_and_equally_long(world):
+    """Unequal shares gave ranks different steps per epoch (1,437 digits, 4 ranks, batch 8: 45 vs 44), so different
+    LR and DST schedules: the first topology update stopped with MaskDisagreement (measured under torchrun)."""
+    from sparseopt_edu.data.images import ImageData
+    from sparseopt_edu.train import distributed
+
+    for n in (1437, 31, 2 * world + 1, world):
+        data = ImageData.from_splits("t", torch.zeros(n, 1, 2, 2, dtype=torch.uint8), torch.arange(n),
+                                     torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), n)
+        shards = [distributed.shard(data, distributed.DistInfo(r, world, 0, "gloo")) for r in range(world)]
+        assert {len(s) for s in shards} == {n // world}, (n, [len(s) for s in shards])
+        seen = torch.cat([s.train_y for s in shards])
+        assert seen.unique().numel() == seen.numel() == n // world * world  # disjoint, only the remainder left out
+        for batch in (8, n // world):
+            assert len({len(s.loader("train", batch)) for s in shards}) == 1

@@ -9,7 +9,9 @@ torchrun), every rank builds the same model, masks and DST from the same seed. O
 - ``broadcast_buffers=False``: DDP would otherwise send every ``weight_mask`` buffer from rank 0 on every forward.
 - BatchNorm statistics: ``SyncBatchNorm`` on CUDA (``sync_bn="auto"``), per-rank statistics on CPU (gloo), where
   SyncBatchNorm does not run; each rank then normalises its own micro-batch.
-- Each rank reads a disjoint shard of the training set (rank::world), batch_size is per rank.
+- Each rank reads a disjoint shard of the training set (rank::world, equal lengths), batch_size is per rank.
+- Ranks are global (``RANK``: data shard, rank 0 writes); ``LOCAL_RANK`` picks the GPU on a node, so several
+  nodes (``torchrun --nnodes N --node_rank K``) work like one.
 - Logging, events, records and checkpoints on rank 0 only. CUDA graphs are off under DDP (eager steps).
 - Gradients are all-reduced in fp32 by default; ``ddp_grad_dtype="bf16"`` compresses them (DDP's bf16 hook).
 """
@@ -46,10 +48,19 @@ def from_env(device_type: str) -> DistInfo | None:
 
 
 def shard(data, info: DistInfo):
-    """This rank's disjoint share of the training set (the test set stays whole)."""
-    return dataclasses.replace(
-        data, train_x=data.train_x[info.rank :: info.world_size], train_y=data.train_y[info.rank :: info.world_size]
-    )
+    """This rank's disjoint share of the training set (the test set stays whole).
+
+    Every share has the same length: the last ``len(data) % world_size`` images are left out (as
+    DistributedSampler(drop_last=True) does). With unequal shares the ranks could count different steps per epoch
+    (1,437 digits on 4 ranks at batch 8: 45 vs 44), hence different run lengths, LR schedules and DST schedules,
+    and the first topology update stopped with MaskDisagreement (or a rank waited in a collective alone).
+    """
+    n = len(data) // info.world_size * info.world_size
+    if n == 0:
+        raise ValueError(f"the training set has {len(data)} images, fewer than the {info.world_size} ranks: raise "
+                         "n_train or use fewer processes")
+    return dataclasses.replace(data, train_x=data.train_x[info.rank : n : info.world_size],
+                               train_y=data.train_y[info.rank : n : info.world_size])
 
 
 def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device, sync_bn: bool,
