@@ -39,3 +39,14 @@ def test_step_overhead_verdict_refuses_a_gap_inside_the_spread():
     assert not noisy["resolved"] and "cannot tell" in noisy["verdict"]
     clear = step.summarise({"dense": [10.0, 10.1, 10.05, 10.02], "rigl+sparseopt": [11.0, 11.1, 11.05, 11.02]})
     assert clear["resolved"] and abs(clear["overhead_pct"] - 10.0) < 0.5
+
+
+def test_resnet20_limit_groups_the_kernels_of_a_step():
+    """The kernel groups the limit benchmark reports: a fused SGD is the optimizer, cuDNN's wgrad a convolution,
+    an Inductor kernel fused Triton, and an unknown name is 'other' (never silently dropped)."""
+    limit = load("resnet20_limit")
+    assert limit.group_of("void at::native::fused_sgd_kernel<float>") == "optimizer"
+    assert limit.group_of("sm90_xmma_wgrad_indexed_implicit_gemm_bf16bf16") == "convolution"
+    assert limit.group_of("triton_red_fused__native_batch_norm_legit_functional_4") == "fused (Triton)"
+    assert limit.group_of("void at::native::batch_norm_collect_statistics_channels_last_kernel") == "batch norm"
+    assert limit.group_of("Memset (Device)") == "other"
