@@ -269,3 +269,26 @@ def test_deferred_topology_events_equal_immediate_ones():
     assert now == later
     assert h_now.topology == h_later.topology and h_now.train_loss == h_later.train_loss
     assert all(e[1] % 5 == 0 for e in later)  # delta_t=5: stamped with the update step, not the flush step
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_step_with_gradients_set_to_none_trains_exactly_like_zeroed_ones(optimizer):
+    """The step CUDA graphs capture sets gradients to None (backward writes them instead of adding to zeros):
+    the same weights, bit for bit, step after step, and the pruned weights and their state stay exactly 0."""
+    from sparseopt_edu.train.step import StepSums, make_loss_fn, make_train_step
+
+    def trained(grads_to_none: bool):
+        trainer = Trainer(TrainConfig(model="mlp", dataset="digits", hidden=32, sparsity=0.8, method="rigl",
+                                      optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 1e-3,
+                                      batch_size=64, epochs=1, n_train=640, n_test=64, device="cpu",
+                                      progress=False, seed=0))
+        step = make_train_step(make_loss_fn(trainer.model, amp=False), trainer.optimizer, StepSums("cpu"),
+                               grads_to_none=grads_to_none)
+        for x, y in list(trainer.train_loader)[:6]:
+            step(x, y)
+        return trainer
+
+    zeroed, to_none = trained(False), trained(True)
+    for a, b in zip(zeroed.model.parameters(), to_none.model.parameters()):
+        assert torch.equal(a, b)
+    assert to_none.masks.inactive_max() == {"weight": 0.0, "optimizer_state": 0.0}

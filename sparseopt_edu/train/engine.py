@@ -103,7 +103,8 @@ class Trainer:
             self.loss_fn, self.optimizer, self.sums,
             gradient_copy=self._gradient_copy if self.dst is not None else None,
             clip_params=list(self.model.parameters()) if self.masks is None else None,
-            max_grad_norm=cfg.max_grad_norm if self.masks is None else None)
+            max_grad_norm=cfg.max_grad_norm if self.masks is None else None,
+            grads_to_none=self.features["cuda_graphs"])
         self._graph = None
         if self.features["cuda_graphs"]:
             from .graphs import CapturedStep
