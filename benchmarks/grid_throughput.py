@@ -8,6 +8,7 @@ table; writes JSON under benchmarks/results/. One
 warm-up run first (data generation, CUDA start, cuDNN autotuning), which a real grid pays once per process.
 
     python benchmarks/grid_throughput.py                    # GPU: parallel 1,2,4,6,9 x (1 and 3 epochs)
+    python benchmarks/grid_throughput.py --compile          # every run compiled (the first run compiles)
     python benchmarks/grid_throughput.py --smoke            # any machine, tiny sizes
 """
 from __future__ import annotations
@@ -28,7 +29,8 @@ from sparseopt_edu.train import Trainer, grid
 
 def base_config(epochs: int, args):
     ns = argparse.Namespace(dataset="shapes", batch_size=args.batch_size, epochs=epochs, delta_t=100,
-                            n_train=args.n, n_test=args.n_test, device=args.device, data_root="data")
+                            n_train=args.n, n_test=args.n_test, device=args.device, data_root="data",
+                            compile=args.compile)
     return table2_config(ns)  # exactly what reproduce runs: evaluates every epoch, logs every 100 steps
 
 
@@ -44,10 +46,19 @@ def measure(parallel: int, args) -> dict:
     short, _ = grid_wall(parallel, args.epochs[0], args)
     long, rows = grid_wall(parallel, args.epochs[1], args)
     per_epoch = (long - short) / (args.epochs[1] - args.epochs[0])  # one more epoch of all 18 runs
-    return {"parallel": parallel, "runs": len(rows), "epochs": args.epochs, "wall_s": [short, long],
+    return {"parallel": parallel, "compile": args.compile, "runs": len(rows), "epochs": args.epochs,
+            "wall_s": [short, long], "dynamo": dynamo_stats(),
             "grid_epoch_s": per_epoch, "projected_100_epoch_grid_s": short + (100 - args.epochs[0]) * per_epoch,
             "mean_test_acc": sum(r["final_test_acc"] or 0 for r in rows) / len(rows),
             "reasons": sorted({r["reason"] for r in rows})}
+
+
+def dynamo_stats() -> dict:
+    """torch.compile's graphs traced so far in this process: with ``--compile``, constant after the first run when
+    later runs reuse its code (a recompile per run would show here, and past dynamo's limit run eagerly)."""
+    from torch._dynamo.utils import counters
+
+    return {key: int(value) for key, value in counters["stats"].items()}
 
 
 def main(argv=None) -> int:
@@ -59,6 +70,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--device", default="auto")
+    p.add_argument("--compile", action="store_true", help="every run with compile=True (reproduce --compile)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs (CPU is fine)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = p.parse_args(argv)
@@ -78,10 +90,11 @@ def main(argv=None) -> int:
         results.append(r)
         print(f"parallel {n:2d}: {r['runs']} runs x {args.epochs} epochs in {r['wall_s'][0]:6.1f} / {r['wall_s'][1]:6.1f} s;"
               f" one more epoch of every run {r['grid_epoch_s']:.2f} s -> 100-epoch grid ~ "
-              f"{r['projected_100_epoch_grid_s'] / 60:.1f} min (mean acc {r['mean_test_acc']:.3f}, {r['reasons']})",
+              f"{r['projected_100_epoch_grid_s'] / 60:.1f} min (mean acc {r['mean_test_acc']:.3f}, {r['reasons']}; "
+              f"dynamo {r['dynamo']})",
               flush=True)
     os.makedirs(args.out, exist_ok=True)
-    tag = "smoke" if args.smoke else card.replace(" ", "_").replace("/", "_")
+    tag = "smoke" if args.smoke else card.replace(" ", "_").replace("/", "_") + ("-compiled" if args.compile else "")
     path = os.path.join(args.out, f"grid_throughput-{tag}-{time.strftime('%Y%m%d-%H%M%S')}.json")
     with open(path, "w") as fh:
         json.dump({"card": card, "torch": torch.__version__, "command": " ".join(sys.argv), "results": results}, fh,

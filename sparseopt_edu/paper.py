@@ -87,9 +87,11 @@ def table2_recipe(dataset: str = "cifar100", epochs: int = 100, *, batch_size: i
 def table2_config(run):
     """``table2_recipe`` with the sizes of one reproduction, read from ``run``'s attributes (``dataset``,
     ``epochs``, ``batch_size``, ``delta_t``, ``n_train``, ``n_test``, ``device``, ``data_root``): the namespace of
-    ``sparseopt-edu reproduce``, or a benchmark's, so both run exactly the same recipe."""
-    return table2_recipe(run.dataset, run.epochs, batch_size=run.batch_size, delta_t=run.delta_t,
-                         n_train=run.n_train, n_test=run.n_test, device=run.device, data_root=run.data_root)
+    ``sparseopt-edu reproduce``, or a benchmark's, so both run exactly the same recipe; ``compile`` (optional,
+    default off) compiles every run."""
+    cfg = table2_recipe(run.dataset, run.epochs, batch_size=run.batch_size, delta_t=run.delta_t,
+                        n_train=run.n_train, n_test=run.n_test, device=run.device, data_root=run.data_root)
+    return cfg.replace(compile=True) if getattr(run, "compile", False) else cfg
 
 
 def format_table2(rows, epochs: int) -> str:

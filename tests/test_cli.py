@@ -145,6 +145,23 @@ def test_reproduce_table2_on_digits(tmp_path, capsys):
     assert cfg["model"] == "resnet20" and cfg["lr"] == 0.1 and cfg["nesterov"] and cfg["distribution"] == "erk"
 
 
+def test_reproduce_compile_compiles_every_run():
+    """``reproduce --compile``: every run of the grid is built with compile=True (runs still interleave on a GPU:
+    tests/test_concurrent.py); without it, none is."""
+    import argparse
+
+    from sparseopt_edu.paper import table2_config
+
+    sizes = dict(dataset="digits", epochs=1, batch_size=64, delta_t=2, n_train=256, n_test=100, device="cpu",
+                 data_root="data")
+    assert table2_config(argparse.Namespace(**sizes, compile=True)).compile is True
+    assert table2_config(argparse.Namespace(**sizes)).compile is False
+    from sparseopt_edu.cli import build_parser
+
+    args = build_parser().parse_args(["reproduce", "table2", "--compile"])
+    assert args.compile is True and table2_config(args).compile is True
+
+
 def test_demo_tiny(tmp_path, capsys):
     code, out, err = run(capsys, "demo", "--tiny", "--out", tmp_path)
     assert code == 0, err

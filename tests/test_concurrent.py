@@ -81,3 +81,14 @@ def test_ctrl_c_one_after_the_other_starts_no_more_runs(tmp_path):
     finally:
         Trainer._train_step = original
     assert (tmp_path / "run1" / "history.json").exists() and not (tmp_path / "run2").exists()
+
+
+def test_compiled_gpu_runs_interleave_too(monkeypatch):
+    """compile no longer sends a GPU grid to one process per run (each compiling for minutes): the runs share
+    the first run's compiled code, so they interleave like any other GPU runs."""
+    import torch
+
+    from sparseopt_edu.train import concurrent
+
+    monkeypatch.setattr(concurrent, "resolve_device", lambda name: torch.device("cuda"))
+    assert concurrent.can_overlap(tiny(0, compile=True)) and concurrent.can_overlap(tiny(0))

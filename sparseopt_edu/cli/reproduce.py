@@ -24,6 +24,9 @@ def _reproduce_args(parser: argparse.ArgumentParser) -> None:
                              "scales the whole update), set, set+sparseopt")
     parser.add_argument("--data-root", default="data", help="where the dataset lives (default data)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile every run (GPU: the first run compiles, the others reuse its code, and "
+                             "the runs still interleave on the card; a persistent cache keeps it for later)")
     parser.add_argument("--n-train", type=int_or_none, default=None, help=argparse.SUPPRESS)  # tests, smoke
     parser.add_argument("--n-test", type=int_or_none, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=128, help=argparse.SUPPRESS)

@@ -13,8 +13,8 @@ in a single run.
 
 ``parallel`` runs are active at a time; the next run starts (is built, then stepped) as soon as one ends. A run
 that fails does not stop the others; the first failure is raised once all have ended. Ctrl-C asks every active
-run to stop after its current step (each keeps its checkpoint) and is then raised. On a CPU, with torch.compile,
-or with ``parallel`` 1 the runs simply go one after the other.
+run to stop after its current step (each keeps its checkpoint) and is then raised. On a CPU or with
+``parallel`` 1 the runs simply go one after the other.
 """
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ from .engine import Trainer, resolve_device
 
 
 def can_overlap(config: TrainConfig) -> bool:
-    """Whether runs of this config can share a GPU through streams: CUDA, and no torch.compile (each run compiles
-    for minutes, and compiled runs interleaved were never measured here: they go one at a time)."""
-    return resolve_device(config.device).type == "cuda" and not config.compile
+    """Whether runs of this config can share a GPU through streams: CUDA. With ``compile`` too: the runs of one
+    grid build models of one class and shape, so the first run's compiled code serves the others (dynamo inlines
+    the modules: no recompile per model instance), and only that run pays the compile."""
+    return resolve_device(config.device).type == "cuda"
 
 
 def run_concurrently(configs: list[TrainConfig], parallel: int, on_done=None, callbacks=(),
