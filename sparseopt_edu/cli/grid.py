@@ -156,7 +156,8 @@ def run_grid(base, variants, args, out, title, echo=True, epochs_echo=False):
         rows = grid.run(jobs, parallel=parallel, on_result=progress,
                         callbacks=[_epoch_progress(jobs)] if echo and epochs_echo else ())
     except KeyboardInterrupt:
-        if finished:
+        if finished:  # once more: the signal may have cut the write of the last run's row
+            grid.write_results([finished[i] for i in sorted(finished)], out, title, config=base.to_dict())
             print(f"sparseopt-edu: interrupted: results.csv and results.md in {out} hold the {len(finished)} of "
                   f"{len(jobs)} runs that ended", file=sys.stderr)
         raise

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from .concurrent import can_overlap, run_concurrently
 from .config import METHODS, TrainConfig
-from .engine import train
+from .control import RunControl
+from .engine import Trainer
 from .runs import atomic_write_text
 
 DEFAULT_VARIANTS = ("dense", "rigl", "rigl+sparseopt")
@@ -90,12 +91,6 @@ def plan(base: TrainConfig, variants, sparsities, seeds, out_dir: str | None = N
 _STOPPING = False  # set in a pool worker by SIGTERM: the runs already handed to it then end at once
 
 
-def _raise_interrupt(signum, frame):
-    global _STOPPING
-    _STOPPING = True
-    raise KeyboardInterrupt
-
-
 def _worker_init() -> None:
     """A pool worker ignores Ctrl-C (the parent decides) and dies quietly on SIGTERM between runs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -105,7 +100,10 @@ def _worker_init() -> None:
 def _run_config(config_dict: dict, threads: int | None = None) -> dict:
     """Top level so a process pool can call it: train and return the History as a dict.
 
-    SIGTERM during the run ends it like Ctrl-C (reason "interrupted", records written, last checkpoint kept).
+    SIGTERM during the run asks it to stop after its current step (reason "stopped", a checkpoint of that step,
+    records written). The handler only sets flags and never raises: a signal that lands while the run writes its
+    records or returns its History (it did, a few ms wide: the run kept its files but lost its row) cannot cut
+    them, so the parent always gets the row.
     """
     if threads:
         import torch
@@ -113,15 +111,22 @@ def _run_config(config_dict: dict, threads: int | None = None) -> dict:
         torch.set_num_threads(threads)
     if _STOPPING:  # the pool hands out one more run than it has workers: do not start it
         raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    control = RunControl()
+
+    def stop(signum, frame):
+        global _STOPPING
+        _STOPPING = True
+        control.stop()  # an Event's set(): safe inside a signal handler (the loop only reads the flag)
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        return train(TrainConfig.from_dict(config_dict)).to_dict()
+        return Trainer(TrainConfig.from_dict(config_dict), control=control).run().to_dict()
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
 def _stop_pool(pool, futures: dict, handled: set, done, grace_s: float = 30.0) -> None:
-    """Stop a process pool now: cancel queued runs, SIGTERM the workers (each running run ends "interrupted"
+    """Stop a process pool now: cancel queued runs, SIGTERM the workers (each running run ends "stopped"
     and writes its records), report the runs that end within ``grace_s``, then terminate what is left."""
     from concurrent.futures import wait
 
