@@ -156,7 +156,7 @@ class RacePanel(TrainingPanel):
         self._bind("optimizer", W.ToggleButtons(options=[("SGD vs SparseOpt+SGD", "sgd"),
                                                          ("Adam vs SparseOpt+Adam", "adam")],
                                                 value=st.optimizer, description="optimizer",
-                                                style={"button_width": "190px", **sw}))
+                                                style={"button_width": "215px", **sw}))  # the Adam label whole
         self._bind("method", W.Dropdown(options=[("static", "static"), ("SET", "set"), ("RigL", "rigl"),
                                                  ("SRigL", "srigl")], value=st.method, description="DST", style=sw))
         self._bind("seeds", W.IntSlider(value=st.seeds, min=1, max=5, description="seeds", style=sw))
@@ -196,7 +196,8 @@ class RacePanel(TrainingPanel):
         fig.update_xaxes(title_text="step", row=1, col=1)
         fig.update_yaxes(title_text="loss", type="log", row=1, col=1)
         fig.update_xaxes(title_text="epoch", row=1, col=2)
-        fig.update_yaxes(title_text="accuracy", row=1, col=2)
+        # never past 1: around a single point (a race stopped in its first epoch) plotly's autorange ran to 1.8
+        fig.update_yaxes(title_text="accuracy", autorangeoptions=dict(maxallowed=1.0), row=1, col=2)
         fig.update_layout(title=dict(text="race: idle"),
                           **column_layout(height=440, top=110, bottom=100))
         return LiveFigure(fig)

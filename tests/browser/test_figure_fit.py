@@ -2,7 +2,7 @@
 
 Panel figures are viz.COLUMN_WIDTH wide (an autosized FigureWidget is drawn at 700 px and resized only with the
 window). The check reads the boxes the browser laid out, file browser open (the narrowest column at 1280 px): a
-figure ends inside its cell's output area. Screenshots of
+figure ends inside its cell's output area, and no button's label is cut. Screenshots of
 every figure at both sizes go to test-artifacts/browser/fit_<width>_<n>.png.
 """
 from __future__ import annotations
@@ -40,6 +40,13 @@ _BOXES_JS = """
 """
 
 
+# every visible button whose label the browser cut (ipywidgets ends it with an ellipsis: text wider than the box)
+_CUT_LABELS_JS = """
+() => Array.from(document.querySelectorAll('.jp-Notebook button.jupyter-button'))
+  .filter(b => b.offsetParent !== null && b.scrollWidth > b.clientWidth + 1).map(b => b.textContent.trim())
+"""
+
+
 @pytest.mark.parametrize("window", [(1280, 900), (1920, 1080)], ids=["1280", "1920"])
 def test_panel_figures_fit_the_column(browser, lab_server, window):
     nb = write_notebook(SMOKE_DIR / "figure_fit.ipynb", CELLS)
@@ -62,5 +69,6 @@ def test_panel_figures_fit_the_column(browser, lab_server, window):
         for i, b in enumerate(boxes):
             assert b["right"] <= b["out_right"] + 1, f"figure {i} runs past its column at {window}: {b}"
             assert b["width"] >= 600, f"figure {i} drawn too small at {window}: {b}"
+        assert page.evaluate(_CUT_LABELS_JS) == [], f"button labels cut at {window}"
     finally:
         context.close()
