@@ -230,12 +230,13 @@ print(f"both arms ran every epoch and RigL changed the topology "
       f"{'✓' if all(r['reason'] == 'done' and r['itop'] > 1 - 0.9 for r in live) else '✗'}")
 """),
 md(r"""
-With CIFAR-100 and internet, the paper's own setting is one command (18 runs of 100 epochs; about 14 minutes on
-one H100 with 8 runs interleaved, `benchmarks/grid_throughput.py`):
+With CIFAR-100 and internet, the paper's own setting is one command. Table 2's 18 runs (3 seeds, 100 epochs)
+take about 10 minutes on one H200 with `--compile` and 12 runs interleaved, about 15 with 8 runs and no compile
+(`benchmarks/grid_throughput.py --compile --parallel 12`); 5 seeds, as below, take 5/3 of that:
 
 ```bash
 sparseopt-edu train --dataset cifar100 --download --data-root data --epochs 1 --n-train 128   # downloads once
-sparseopt-edu reproduce table2 --epochs 100 --seeds 5 --data-root data                        # paired by seed
+sparseopt-edu reproduce table2 --epochs 100 --seeds 5 --data-root data --compile --parallel 12   # paired by seed
 ```
 
 `reproduce` writes `results.json` (every run's curves and the paired comparisons), `results.md` and an HTML
