@@ -92,3 +92,34 @@ def test_compiled_gpu_runs_interleave_too(monkeypatch):
 
     monkeypatch.setattr(concurrent, "resolve_device", lambda name: torch.device("cuda"))
     assert concurrent.can_overlap(tiny(0, compile=True)) and concurrent.can_overlap(tiny(0))
+
+
+def test_ctrl_c_during_a_runs_closing_writes_keeps_its_records_and_row(tmp_path, monkeypatch):
+    """A Ctrl-C that lands while a finished run writes its records waits for them: history.json says "done", the
+    grid reports the run's row, then the Ctrl-C stops the grid (the next run never starts). Before, the
+    KeyboardInterrupt cut the writes and the row was never reported."""
+    import json
+    import os
+    import signal
+    import time
+
+    from sparseopt_edu.train import engine
+
+    real = engine.write_records
+    calls = []
+
+    def ctrl_c_then_write(run_dir, config, history):
+        if history.reason == "done":
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, just as the closing writes begin
+            time.sleep(0.05)  # a handler runs here, between bytecodes: without the hold it raised before the write
+        real(run_dir, config, history)
+        calls.append(history.reason)
+
+    monkeypatch.setattr(engine, "write_records", ctrl_c_then_write)
+    configs = [tiny(s, epochs=1, run_dir=str(tmp_path / f"run{s}")) for s in range(2)]
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        run_concurrently(configs, parallel=1, on_done=lambda i, h: done.append((i, h["reason"])))
+    assert done == [(0, "done")] and calls[-1] == "done"  # the closing write happened
+    assert json.loads((tmp_path / "run0" / "history.json").read_text())["reason"] == "done"
+    assert not (tmp_path / "run1").exists()  # the grid stopped before the next run

@@ -486,3 +486,27 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(tmp_path):
         state["loop"].pop("epoch_time")  # wall clock
     for key in ("model", "masks", "optimizer", "dst", "loop", "train_loader", "lr_schedule", "rng"):
         assert ckpt.checksum({key: state_a[key]}) == ckpt.checksum({key: state_b[key]}), key
+
+
+def test_signals_held_delays_ctrl_c_and_sigterm_to_the_end_of_the_block():
+    """Inside ``signals_held`` a Ctrl-C or SIGTERM does not interrupt the block; at its end the handler in force
+    acts (Python's Ctrl-C handler raises KeyboardInterrupt, a custom SIGTERM handler is called once)."""
+    import os
+    import signal
+
+    from sparseopt_edu.train.runs import signals_held
+
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        finished = False
+        with pytest.raises(KeyboardInterrupt):
+            with signals_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)  # a handler would run here, between bytecodes
+                finished = True
+        assert finished and seen == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    finally:
+        signal.signal(signal.SIGTERM, previous)

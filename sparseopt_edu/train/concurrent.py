@@ -46,10 +46,18 @@ def run_concurrently(configs: list[TrainConfig], parallel: int, on_done=None, ca
         interleave = all(can_overlap(c) for c in configs)
     if parallel <= 1 or len(configs) <= 1 or not interleave:
         for i, cfg in enumerate(configs):
-            results[i] = Trainer(cfg, callbacks, control).run().to_dict()
+            trainer = Trainer(cfg, callbacks, control)
+            late = False
+            try:
+                trainer.run()
+            except KeyboardInterrupt:  # out of run() only from its closing writes (held till they were done)
+                if trainer.history.reason is None:
+                    raise
+                late = True
+            results[i] = trainer.history.to_dict()
             if on_done:
                 on_done(i, results[i])
-            if results[i]["reason"] == "interrupted":  # Ctrl-C: the run kept its records; start no more runs
+            if late or results[i]["reason"] == "interrupted":  # Ctrl-C: the run kept its records; start no more
                 raise KeyboardInterrupt
         return results
 

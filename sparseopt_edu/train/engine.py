@@ -35,7 +35,7 @@ from .config import TrainConfig
 from .control import RunControl
 from .events import Event, History
 from .lr_schedule import LRSchedule, write_lr
-from .runs import CHECKPOINT, RunLock, RunWriteError, check_writable, clean_temp, write_records
+from .runs import CHECKPOINT, RunLock, RunWriteError, check_writable, clean_temp, signals_held, write_records
 from .step import LoopCounts, StepSums, autocast, make_train_step
 
 resolve_device = build.resolve_device  # the name other modules import from here
@@ -244,16 +244,17 @@ class Trainer:
         meta["device"] = str(self.device)
         meta["device_name"] = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
         meta["features"] = dict(self.features)
-        try:
-            if self.config.run_dir and self.is_main:
-                write_records(self.config.run_dir, self.config, self.history)
-        except RunWriteError as e:
-            write_error = write_error or e
-        finally:
-            self.release()
-        if self._owns_control:
-            self.control.clear_stop()  # a later run() continues the run
-        self._emit("end", {"reason": reason, "history": self.history})
+        with signals_held():  # a Ctrl-C or SIGTERM now acts once the records are written and "end" is out
+            try:
+                if self.config.run_dir and self.is_main:
+                    write_records(self.config.run_dir, self.config, self.history)
+            except RunWriteError as e:
+                write_error = write_error or e
+            finally:
+                self.release()
+            if self._owns_control:
+                self.control.clear_stop()  # a later run() continues the run
+            self._emit("end", {"reason": reason, "history": self.history})
         if write_error is not None:
             raise RunWriteError(write_error.path, f"{write_error.why}. The run stopped at step {self.step}; the files "
                                 "already written are kept (checkpoint.pt of the last saved epoch): make room, then "

@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import tempfile
@@ -152,6 +153,41 @@ def write_records(run_dir, config, history) -> None:
     config.to_json(os.path.join(run_dir, CONFIG))
     history.to_json(os.path.join(run_dir, HISTORY_JSON))
     history.to_csv(os.path.join(run_dir, HISTORY_CSV))
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Ctrl-C and SIGTERM wait until the block ends, then act as they would have (the handler in force is called;
+    the default action of SIGTERM then ends the process). For a run's closing writes: a signal that landed in
+    them left history.json as of the last epoch and no row in a grid's results, though the run had ended. Signals
+    reach Python's main thread only, so elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler is not None:  # None: installed outside Python; leave it alone
+            previous[sig] = handler
+            signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raised = None
+        for sig in dict.fromkeys(caught):  # each once, in the order they came; every handler gets its signal
+            handler = previous[sig]
+            try:
+                if callable(handler):
+                    handler(sig, None)  # Python's Ctrl-C handler (the CLI's SIGTERM one) raises KeyboardInterrupt
+                elif handler == signal.SIG_DFL:
+                    signal.raise_signal(sig)
+            except BaseException as e:  # noqa: BLE001 - raised below, once the other handlers have run
+                raised = raised or e
+        if raised is not None:
+            raise raised
 
 
 # ----- checks before any work -----------------------------------------------------------------------------
