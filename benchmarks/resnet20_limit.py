@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from step_overhead import kernel_times, profile_steps  # noqa: E402
+from step_overhead import kernel_times, profile_steps, timed  # noqa: E402
 
 from sparseopt_edu.models import resnet20  # noqa: E402
 from sparseopt_edu.train import TrainConfig, Trainer  # noqa: E402
@@ -65,22 +65,6 @@ def make_trainer(compile_: bool, args) -> Trainer:
                       delta_t=100, alpha=0.3, t_end=0.75, seed=0, device=args.device, compile=compile_,
                       eval_every_epochs=args.epochs + 2, progress=False)
     return Trainer(cfg)
-
-
-def timed_replays(replay, n: int, device) -> float:
-    """ms per call of ``replay`` over ``n`` calls, by CUDA events (wall clock on a CPU)."""
-    if device.type != "cuda":
-        t0 = time.perf_counter()
-        for _ in range(n):
-            replay()
-        return (time.perf_counter() - t0) * 1e3 / n
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(n):
-        replay()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / n
 
 
 def kernel_summary(replay, device, steps: int = 5, top: int = 12) -> dict:
@@ -121,7 +105,7 @@ def trainer_variant(name: str, args, device) -> dict:
            "steps_per_epoch": spe, "features": dict(trainer.features)}
     graph = trainer._graph.graph if trainer._graph is not None else None  # benchmark-only: the captured step
     if graph is not None:
-        ms = min(timed_replays(graph.replay, spe, device) for _ in range(3))
+        ms = min(timed(graph.replay, spe, device) for _ in range(3))
         out.update(replay_ms_per_step=ms, replay_epoch_s=ms * spe / 1e3,
                    loop_overhead_pct=100 * (out["steady_epoch_s"] / (ms * spe / 1e3) - 1))
         out["kernels"] = kernel_summary(graph.replay, device)
@@ -190,7 +174,7 @@ def floors(args, device) -> list[dict]:
         compile_, set_to_none, channels_last = FLOORS[name]
         replay = dense_step(batch, device, compile_, graph=True, set_to_none=set_to_none,
                             channels_last=channels_last)
-        ms = min(timed_replays(replay, max(20, spe // 4), device) for _ in range(3))
+        ms = min(timed(replay, max(20, spe // 4), device) for _ in range(3))
         row = {"floor": name, "batch": batch, "ms_per_step": ms, "images_per_s": batch / ms * 1e3,
                "epoch_s_at_batch": args.n / batch * ms / 1e3}
         if batch == args.batch_size:

@@ -91,9 +91,10 @@ def make_trainer(cfg: dict, callbacks: list, control=None):
 
 #: Modules that code on the notebook's thread looks up in ``sys.modules`` without importing them: plotly's
 #: validators check for pandas that way (``get_module("pandas", should_load=False)``) at every figure update.
-#: The warm-up imports scikit-learn, which imports pandas; a figure update meanwhile saw it half-initialised
-#: ("AttributeError: partially initialized module 'pandas' has no attribute 'Series'", measured). So they are
-#: imported on the panel's own thread first (pandas: 0.4 s, once per process).
+#: A warm-up that imports scikit-learn imports pandas (digits and the MNIST subset no longer need it, but
+#: ``_stratified_split``, ``load_digits``' fallback and other data sets may); a figure update meanwhile saw it
+#: half-initialised ("AttributeError: partially initialized module 'pandas' has no attribute 'Series'",
+#: measured). So they are imported on the panel's own thread first (pandas: 0.4 s, once per process).
 PEEKED_MODULES = ("pandas",)
 
 
@@ -111,8 +112,9 @@ def warm_up(cfg: dict) -> None:
     for it (issue 16 item 17; benchmarks/first_click.py measured it at 3-9 s on a 2-core CPU):
 
     - torch's first optimizer imports ``torch._dynamo`` (``Optimizer.__init__`` is wrapped to disable it): ~3 s;
-    - the dataset goes into the one-dataset cache (``data.load_for_run``, the trainer's own call): digits
-      imports scikit-learn (~3 s), the MNIST subset parses a CSV (~5 s);
+    - the dataset goes into the one-dataset cache (``data.load_for_run``, the trainer's own call): digits and
+      the MNIST subset take 0.01 / 0.26 s now (they once imported scikit-learn and parsed slowly: 3-6 s), a
+      torchvision set or Fashion-MNIST longer;
     - on a GPU: the CUDA context and a cuBLAS handle.
 
     It draws no random number and builds no model, so nothing a notebook prints changes; it downloads nothing
